@@ -1,0 +1,195 @@
+// Resolution of a spec and block pairs into chunk pointer tables, contiguous runs, and the
+// host (memcpy) executor.
+#include "core/plan.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+
+namespace kvshuttle {
+namespace {
+
+struct Dim {
+  int64_t count;
+  int64_t src_stride;
+  int64_t dst_stride;
+};
+
+// Checks a block address table: size a multiple of the per-block count, no null entry, no
+// entry whose extent wraps around 2^64. Returns the number of blocks.
+absl::StatusOr<int64_t> CheckTable(absl::string_view side, const LayoutDesc& desc,
+                                   absl::Span<const uint64_t> addresses) {
+  const int64_t per_block = AddressesPerBlock(desc.kind, desc.shape);
+  if (addresses.size() % per_block != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(side, "_addresses: size ", addresses.size(), " is not a multiple of ",
+                     per_block, " addresses per block (", LayoutKindName(desc.kind), ")"));
+  }
+  const uint64_t extent = static_cast<uint64_t>(
+      BytesPerAddress(desc.kind, desc.shape, DTypeSize(desc.dtype)));
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    if (addresses[i] == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(side, "_addresses[", i, "]: null address"));
+    }
+    if (addresses[i] > std::numeric_limits<uint64_t>::max() - extent) {
+      return absl::InvalidArgumentError(absl::StrCat(side, "_addresses[", i, "]: ", addresses[i],
+                                                     " + ", extent, " bytes overflows 64 bits"));
+    }
+  }
+  return static_cast<int64_t>(addresses.size()) / per_block;
+}
+
+// Address of chunk (layer, outer) of block `block`, before head and token offsets.
+uint64_t ChunkBase(const LayoutDesc& desc, const RowStrides& strides,
+                   absl::Span<const uint64_t> addresses, int64_t block, int64_t layer,
+                   int64_t outer) {
+  const BlockShape& s = desc.shape;
+  if (IsStack(desc.kind)) return addresses[block * s.nl * s.no + layer * s.no + outer];
+  return addresses[block] + static_cast<uint64_t>(layer * strides.layer_stride +
+                                                  outer * strides.outer_stride);
+}
+
+int LowestAlignment(uint64_t bits) {
+  int alignment = 1;
+  while (alignment < 16 && (bits & alignment) == 0) alignment *= 2;
+  return alignment;
+}
+
+}  // namespace
+
+ChunkGeometry MakeChunkGeometry(const TransferSpec& resolved) {
+  const int64_t es = DTypeSize(resolved.src.dtype);
+  const RowStrides ss = StridesOf(resolved.src.kind, resolved.src.shape, es);
+  const RowStrides ds = StridesOf(resolved.dst.kind, resolved.dst.shape, es);
+  std::vector<Dim> dims;
+  for (const Dim& d : {Dim{resolved.heads.count, ss.head_stride, ds.head_stride},
+                       Dim{resolved.token_count, ss.token_stride, ds.token_stride}}) {
+    if (d.count > 1) dims.push_back(d);
+  }
+  // Innermost first: the dimension that is densest on the destination (coalesced writes).
+  std::sort(dims.begin(), dims.end(), [](const Dim& a, const Dim& b) {
+    return a.dst_stride != b.dst_stride ? a.dst_stride < b.dst_stride
+                                        : a.src_stride < b.src_stride;
+  });
+  ChunkGeometry g;
+  g.row_bytes = ss.row_bytes;
+  // Fold dimensions that continue the row on both sides into the row.
+  while (!dims.empty() && dims.front().src_stride == g.row_bytes &&
+         dims.front().dst_stride == g.row_bytes) {
+    g.row_bytes *= dims.front().count;
+    dims.erase(dims.begin());
+  }
+  if (!dims.empty()) {
+    g.inner_count = dims[0].count;
+    g.src_inner_stride = dims[0].src_stride;
+    g.dst_inner_stride = dims[0].dst_stride;
+  }
+  if (dims.size() > 1) {
+    g.outer_count = dims[1].count;
+    g.src_outer_stride = dims[1].src_stride;
+    g.dst_outer_stride = dims[1].dst_stride;
+  }
+  return g;
+}
+
+absl::StatusOr<TransferPlan> TransferPlan::Build(const TransferSpec& spec,
+                                                 absl::Span<const uint64_t> src_addresses,
+                                                 absl::Span<const uint64_t> dst_addresses,
+                                                 absl::Span<const BlockPair> pairs) {
+  TransferPlan plan;
+  ASSIGN_OR_RETURN(plan.spec_, ResolveSpec(spec));
+  const TransferSpec& r = plan.spec_;
+  ASSIGN_OR_RETURN(const int64_t src_blocks, CheckTable("src", r.src, src_addresses));
+  ASSIGN_OR_RETURN(const int64_t dst_blocks, CheckTable("dst", r.dst, dst_addresses));
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    RETURN_IF_ERROR(ValidatePair(r, pairs[i], static_cast<int64_t>(i), src_blocks, dst_blocks));
+  }
+  plan.num_pairs_ = static_cast<int64_t>(pairs.size());
+  plan.geometry_ = MakeChunkGeometry(r);
+
+  const int64_t es = DTypeSize(r.src.dtype);
+  const RowStrides ss = StridesOf(r.src.kind, r.src.shape, es);
+  const RowStrides ds = StridesOf(r.dst.kind, r.dst.shape, es);
+  const int64_t no = r.src.shape.no;
+  plan.chunks_.reserve(pairs.size() * r.layers.count * no);
+  uint64_t align_bits = static_cast<uint64_t>(plan.geometry_.row_bytes);
+  const ChunkGeometry& g = plan.geometry_;
+  if (g.inner_count > 1) align_bits |= g.src_inner_stride | g.dst_inner_stride;
+  if (g.outer_count > 1) align_bits |= g.src_outer_stride | g.dst_outer_stride;
+  for (const BlockPair& p : pairs) {
+    const uint64_t src_shift = static_cast<uint64_t>(r.heads.src_offset * ss.head_stride +
+                                                     p.src_token_offset * ss.token_stride);
+    const uint64_t dst_shift = static_cast<uint64_t>(r.heads.dst_offset * ds.head_stride +
+                                                     p.dst_token_offset * ds.token_stride);
+    for (int64_t l = 0; l < r.layers.count; ++l) {
+      for (int64_t o = 0; o < no; ++o) {
+        ChunkAddress c;
+        c.src = ChunkBase(r.src, ss, src_addresses, p.src_block, r.layers.src_offset + l, o) +
+                src_shift;
+        c.dst = ChunkBase(r.dst, ds, dst_addresses, p.dst_block, r.layers.dst_offset + l, o) +
+                dst_shift;
+        align_bits |= c.src | c.dst;
+        plan.chunks_.push_back(c);
+      }
+    }
+  }
+  plan.alignment_ = LowestAlignment(align_bits);
+  return plan;
+}
+
+std::vector<CopyRun> TransferPlan::Runs() const {
+  std::vector<CopyRun> runs;
+  const ChunkGeometry& g = geometry_;
+  const uint64_t row = static_cast<uint64_t>(g.row_bytes);
+  for (const ChunkAddress& c : chunks_) {
+    for (int64_t o = 0; o < g.outer_count; ++o) {
+      for (int64_t i = 0; i < g.inner_count; ++i) {
+        const uint64_t src = c.src + o * g.src_outer_stride + i * g.src_inner_stride;
+        const uint64_t dst = c.dst + o * g.dst_outer_stride + i * g.dst_inner_stride;
+        if (!runs.empty() && runs.back().src + runs.back().bytes == src &&
+            runs.back().dst + runs.back().bytes == dst) {
+          runs.back().bytes += row;
+        } else {
+          runs.push_back(CopyRun{src, dst, row});
+        }
+      }
+    }
+  }
+  return runs;
+}
+
+void ExecutePlanOnHost(const TransferPlan& plan, int num_threads) {
+  const ChunkGeometry& g = plan.geometry();
+  const std::vector<ChunkAddress>& chunks = plan.chunks();
+  auto work = [&](size_t begin, size_t end) {
+    for (size_t k = begin; k < end; ++k) {
+      for (int64_t o = 0; o < g.outer_count; ++o) {
+        for (int64_t i = 0; i < g.inner_count; ++i) {
+          const uint64_t src = chunks[k].src + o * g.src_outer_stride + i * g.src_inner_stride;
+          const uint64_t dst = chunks[k].dst + o * g.dst_outer_stride + i * g.dst_inner_stride;
+          std::memcpy(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src),
+                      static_cast<size_t>(g.row_bytes));
+        }
+      }
+    }
+  };
+  const size_t n = chunks.size();
+  const size_t threads = std::clamp<size_t>(num_threads, 1, std::max<size_t>(n, 1));
+  if (threads <= 1) {
+    work(0, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  pool.reserve(threads);
+  for (size_t t = 0; t < threads; ++t) {
+    pool.emplace_back(work, n * t / threads, n * (t + 1) / threads);
+  }
+  for (std::thread& th : pool) th.join();
+}
+
+}  // namespace kvshuttle

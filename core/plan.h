@@ -1,0 +1,95 @@
+// A transfer plan: a validated spec plus block pairs, resolved into the chunk pointer tables
+// that the kernels and copy backends consume. Building a plan is pure host work with no CUDA.
+//
+// Every job is a list of *chunk copies*, one per (pair, layer, outer chunk). A chunk copy moves
+// outer_count × inner_count rows of row_bytes each; the row (o, i) starts at
+// chunk.src + o * src_outer_stride + i * src_inner_stride on the source, likewise on the
+// destination. Dimensions that are contiguous on both sides are folded into the row, so a
+// HND → universal chunk is one row of head_count*token_count*hd elements.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/transfer.h"
+
+namespace kvshuttle {
+
+// Geometry shared by every chunk copy of one plan, in bytes.
+struct ChunkGeometry {
+  int64_t row_bytes = 0;
+  int64_t inner_count = 1;
+  int64_t outer_count = 1;
+  int64_t src_inner_stride = 0;
+  int64_t src_outer_stride = 0;
+  int64_t dst_inner_stride = 0;
+  int64_t dst_outer_stride = 0;
+
+  int64_t chunk_bytes() const { return row_bytes * inner_count * outer_count; }
+};
+
+// Source and destination address of one chunk copy (the first row of each).
+struct ChunkAddress {
+  uint64_t src = 0;
+  uint64_t dst = 0;
+};
+
+// One contiguous copy: `bytes` bytes from `src` to `dst`.
+struct CopyRun {
+  uint64_t src = 0;
+  uint64_t dst = 0;
+  uint64_t bytes = 0;
+};
+
+// Immutable, validated description of one batch. Addresses are opaque 64-bit numbers: device
+// pointers, pinned host pointers or plain host pointers, as the executor requires.
+class TransferPlan {
+ public:
+  // Validates `spec` and every pair, then resolves chunk addresses.
+  // `src_addresses` holds AddressesPerBlock(src) entries per block (nl*no chunk addresses in
+  // (layer, outer) order for stacks, one base address otherwise); likewise for `dst_addresses`.
+  // Errors: INVALID_ARGUMENT for a malformed spec, a table whose size is not a multiple of the
+  // per-block count, a null address or one whose block extent overflows 64 bits; OUT_OF_RANGE for
+  // ranges, block ids or token offsets outside a side.
+  static absl::StatusOr<TransferPlan> Build(const TransferSpec& spec,
+                                            absl::Span<const uint64_t> src_addresses,
+                                            absl::Span<const uint64_t> dst_addresses,
+                                            absl::Span<const BlockPair> pairs);
+
+  const TransferSpec& spec() const { return spec_; }
+  const ChunkGeometry& geometry() const { return geometry_; }
+  const std::vector<ChunkAddress>& chunks() const { return chunks_; }
+  int64_t num_pairs() const { return num_pairs_; }
+  // Payload bytes moved (what each side reads or writes).
+  int64_t bytes() const { return geometry_.chunk_bytes() * static_cast<int64_t>(chunks_.size()); }
+  // Largest power of two ≤ 16 dividing every chunk address, stride and the row size.
+  int alignment() const { return alignment_; }
+  bool empty() const { return chunks_.empty(); }
+
+  // The plan as contiguous runs in chunk order, with runs that continue each other on both
+  // sides merged. Size at most chunks × rows.
+  std::vector<CopyRun> Runs() const;
+  // Number of runs Runs() would return for the rows of one chunk (a lower bound on its
+  // per-chunk cost, used by backend selection).
+  int64_t RowsPerChunk() const { return geometry_.inner_count * geometry_.outer_count; }
+
+ private:
+  TransferPlan() = default;
+
+  TransferSpec spec_;
+  ChunkGeometry geometry_;
+  std::vector<ChunkAddress> chunks_;
+  int64_t num_pairs_ = 0;
+  int alignment_ = 16;
+};
+
+// Computes the chunk geometry for a resolved spec (exposed for tests).
+ChunkGeometry MakeChunkGeometry(const TransferSpec& resolved);
+
+// Executes `plan` with memcpy on host-addressable memory, splitting the chunks over
+// `num_threads` threads (≤ 1 runs inline). The CPU executor of the daemon.
+void ExecutePlanOnHost(const TransferPlan& plan, int num_threads);
+
+}  // namespace kvshuttle

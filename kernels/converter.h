@@ -1,0 +1,85 @@
+// The in-process conversion API: run a TransferPlan on a CUDA stream with one of the backends.
+// This is what the daemon's GPU workers call, and what programs without the daemon use
+// (docs/kernels.md has a complete example).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include "absl/strings/string_view.h"
+
+#include <cuda_runtime_api.h>
+
+#include "absl/status/statusor.h"
+#include "core/plan.h"
+#include "kernels/buffers.h"
+
+namespace kvshuttle {
+
+enum class Backend : uint8_t {
+  kAuto = 0,  // chosen per plan (see ChooseBackend)
+  kKernel,    // SM copy kernel: any conversion, device or pinned host memory on either side
+  kBatch,     // one cudaMemcpyBatchAsync over the plan's contiguous runs
+  kAsync,     // one cudaMemcpyAsync per contiguous run
+};
+
+// "auto", "kernel", "batch", "async".
+absl::string_view BackendName(Backend backend);
+absl::StatusOr<Backend> ParseBackend(absl::string_view name);
+
+// Largest number of contiguous runs the batch and async backends accept for one plan.
+inline constexpr int64_t kMaxCopyRuns = int64_t{1} << 20;
+
+struct LaunchOptions {
+  Backend backend = Backend::kAuto;
+  // Kernel backend: use at most this many SMs (0 = no cap). Keeps an offload from starving a
+  // concurrently running forward pass.
+  int max_sms = 0;
+};
+
+// The backend `auto` picks for `plan`: the copy engines (async) when the plan is a few large
+// contiguous runs, the SM kernel otherwise. Never returns kAuto.
+Backend ChooseBackend(const TransferPlan& plan);
+
+// Runs plans on one device. Owns a small ring of pinned + device staging buffers for the chunk
+// pointer tables, so consecutive Enqueue calls overlap with the GPU work of earlier ones.
+// Not thread-safe: one Converter per worker thread.
+class Converter {
+ public:
+  // FAILED_PRECONDITION for an unknown device ordinal.
+  static absl::StatusOr<std::unique_ptr<Converter>> Create(int device);
+  ~Converter();
+  Converter(const Converter&) = delete;
+  Converter& operator=(const Converter&) = delete;
+
+  // Enqueues `plan` on `stream` (which must belong to this converter's device) and returns the
+  // backend used. Plan addresses must be device pointers or pinned/registered host pointers
+  // visible to this device. An empty plan is a no-op returning the chosen backend. Errors:
+  // INVALID_ARGUMENT for options out of range or a batch/async plan over kMaxCopyRuns runs;
+  // CUDA failures with the failing call as context. The caller's current device is preserved.
+  absl::StatusOr<Backend> Enqueue(const TransferPlan& plan, const LaunchOptions& options,
+                                  cudaStream_t stream);
+
+  int device() const { return device_; }
+  int sm_count() const { return sm_count_; }
+
+ private:
+  struct Slot {
+    PinnedBuffer host;
+    DeviceBuffer device;
+    cudaEvent_t free = nullptr;  // recorded after the last kernel that read this slot
+  };
+  static constexpr int kSlots = 4;
+
+  explicit Converter(int device, int sm_count) : device_(device), sm_count_(sm_count) {}
+  absl::Status EnqueueKernel(const TransferPlan& plan, const LaunchOptions& options,
+                             cudaStream_t stream);
+  absl::Status EnsureSlot(Slot& slot, size_t bytes);
+
+  int device_ = 0;
+  int sm_count_ = 0;
+  std::array<Slot, kSlots> slots_;
+  int next_slot_ = 0;
+};
+
+}  // namespace kvshuttle
