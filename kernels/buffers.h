@@ -8,7 +8,7 @@
 
 namespace kvshuttle {
 
-// Device memory from cudaMalloc on the current device. Move-only; frees on destruction.
+// Device memory from cudaMalloc on a chosen device. Move-only; frees on destruction.
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
