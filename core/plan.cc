@@ -116,7 +116,15 @@ absl::StatusOr<TransferPlan> TransferPlan::Build(const TransferSpec& spec,
   const RowStrides ss = StridesOf(r.src.kind, r.src.shape, es);
   const RowStrides ds = StridesOf(r.dst.kind, r.dst.shape, es);
   const int64_t no = r.src.shape.no;
-  plan.chunks_.reserve(pairs.size() * r.layers.count * no);
+  int64_t num_chunks = 0;
+  if (__builtin_mul_overflow(static_cast<int64_t>(pairs.size()), r.layers.count * no,
+                             &num_chunks) ||
+      num_chunks > kMaxPlanChunks) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "pairs: ", pairs.size(), " pairs x ", r.layers.count, " layers x ", no,
+        " outer chunks exceeds ", kMaxPlanChunks, " chunk copies per plan"));
+  }
+  plan.chunks_.reserve(static_cast<size_t>(num_chunks));
   uint64_t align_bits = static_cast<uint64_t>(plan.geometry_.row_bytes);
   const ChunkGeometry& g = plan.geometry_;
   if (g.inner_count > 1) align_bits |= g.src_inner_stride | g.dst_inner_stride;
@@ -179,7 +187,8 @@ void ExecutePlanOnHost(const TransferPlan& plan, int num_threads) {
     }
   };
   const size_t n = chunks.size();
-  const size_t threads = std::clamp<size_t>(num_threads, 1, std::max<size_t>(n, 1));
+  const size_t threads =
+      num_threads <= 1 ? 1 : std::min<size_t>(num_threads, std::max<size_t>(n, 1));
   if (threads <= 1) {
     work(0, n);
     return;

@@ -5,7 +5,7 @@
 // outer_count × inner_count rows of row_bytes each; the row (o, i) starts at
 // chunk.src + o * src_outer_stride + i * src_inner_stride on the source, likewise on the
 // destination. Dimensions that are contiguous on both sides are folded into the row, so a
-// HND → universal chunk is one row of head_count*token_count*hd elements.
+// HND → universal chunk is head_count rows of token_count*hd elements (one row when nh = 1).
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,9 @@
 #include "core/transfer.h"
 
 namespace kvshuttle {
+
+// Largest number of chunk copies (pairs × layers × outer chunks) one plan may hold.
+inline constexpr int64_t kMaxPlanChunks = int64_t{1} << 24;
 
 // Geometry shared by every chunk copy of one plan, in bytes.
 struct ChunkGeometry {
@@ -50,7 +53,8 @@ class TransferPlan {
   // Validates `spec` and every pair, then resolves chunk addresses.
   // `src_addresses` holds AddressesPerBlock(src) entries per block (nl*no chunk addresses in
   // (layer, outer) order for stacks, one base address otherwise); likewise for `dst_addresses`.
-  // Errors: INVALID_ARGUMENT for a malformed spec, a table whose size is not a multiple of the
+  // Errors: RESOURCE_EXHAUSTED over kMaxPlanChunks chunk copies; INVALID_ARGUMENT for a
+  // malformed spec, a table whose size is not a multiple of the
   // per-block count, a null address or one whose block extent overflows 64 bits; OUT_OF_RANGE for
   // ranges, block ids or token offsets outside a side.
   static absl::StatusOr<TransferPlan> Build(const TransferSpec& spec,

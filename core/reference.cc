@@ -82,7 +82,8 @@ absl::Status ReferenceConvert(const TransferSpec& spec, absl::Span<const uint64_
   };
 
   const size_t n = pairs.size();
-  const size_t threads = std::clamp<size_t>(num_threads, 1, std::max<size_t>(n, 1));
+  const size_t threads =
+      num_threads <= 1 ? 1 : std::min<size_t>(num_threads, std::max<size_t>(n, 1));
   std::vector<std::thread> pool;
   for (size_t th = 0; th < threads; ++th) {
     pool.emplace_back([&, th] {

@@ -5,7 +5,6 @@
 #include <cstring>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "kernels/convert_kernel.h"
@@ -69,25 +68,6 @@ absl::Status EnqueueBatch(const std::vector<CopyRun>& runs, cudaStream_t stream)
 }
 
 }  // namespace
-
-absl::string_view BackendName(Backend backend) {
-  switch (backend) {
-    case Backend::kAuto: return "auto";
-    case Backend::kKernel: return "kernel";
-    case Backend::kBatch: return "batch";
-    case Backend::kAsync: return "async";
-  }
-  return "unknown";
-}
-
-absl::StatusOr<Backend> ParseBackend(absl::string_view name) {
-  const std::string lower = absl::AsciiStrToLower(name);
-  for (Backend b : {Backend::kAuto, Backend::kKernel, Backend::kBatch, Backend::kAsync}) {
-    if (lower == BackendName(b)) return b;
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("backend: unknown value \"", name, "\"; allowed: auto, kernel, batch, async"));
-}
 
 Backend ChooseBackend(const TransferPlan& plan) {
   // Only whole-chunk runs can be few and large; anything row-granular goes to the kernel.

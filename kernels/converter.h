@@ -11,21 +11,11 @@
 #include <cuda_runtime_api.h>
 
 #include "absl/status/statusor.h"
+#include "core/backend.h"
 #include "core/plan.h"
 #include "kernels/buffers.h"
 
 namespace kvshuttle {
-
-enum class Backend : uint8_t {
-  kAuto = 0,  // chosen per plan (see ChooseBackend)
-  kKernel,    // SM copy kernel: any conversion, device or pinned host memory on either side
-  kBatch,     // one cudaMemcpyBatchAsync over the plan's contiguous runs
-  kAsync,     // one cudaMemcpyAsync per contiguous run
-};
-
-// "auto", "kernel", "batch", "async".
-absl::string_view BackendName(Backend backend);
-absl::StatusOr<Backend> ParseBackend(absl::string_view name);
 
 // Largest number of contiguous runs the batch and async backends accept for one plan.
 inline constexpr int64_t kMaxCopyRuns = int64_t{1} << 20;
