@@ -1,5 +1,5 @@
 # Thin entry points; the build itself is CMake (CMakePresets.json).
-#   make run    install missing Debian packages, build, run the demo
+#   make run    install missing Debian packages, build, start kvshuttled and show it working
 #   make test   install missing Debian packages, build, run every test tier
 # CUDA_ARCHS=80,90,102 overrides the CUDA architectures (default 80;90).
 PRESET ?= default
@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc)
 comma := ,
 CMAKE_ARGS := $(if $(CUDA_ARCHS),-DCMAKE_CUDA_ARCHITECTURES="$(subst $(comma),;,$(CUDA_ARCHS))")
 
-.PHONY: deps configure build run test clean
+.PHONY: deps configure build run test clean venv
 
 deps:
 	@bash cmake/install_deps.sh
@@ -19,10 +19,18 @@ configure: deps
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-run: build
+run: build venv
 	$(BUILD_DIR)/bench/kvs_local_demo
+	bash deploy/dev/run.sh $(BUILD_DIR)
 
-test: build
+# Python tools (server reflection client) in a venv from PyPI.
+venv: .venv/.stamp
+.venv/.stamp: client/requirements-tools.txt
+	python3 -m venv .venv
+	.venv/bin/pip install -q -r client/requirements-tools.txt
+	touch $@
+
+test: build venv
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
 clean:

@@ -14,17 +14,19 @@ absl::string_view BackendName(Backend backend) {
     case Backend::kKernel: return "kernel";
     case Backend::kBatch: return "batch";
     case Backend::kAsync: return "async";
+    case Backend::kStaged: return "staged";
   }
   return "unknown";
 }
 
 absl::StatusOr<Backend> ParseBackend(absl::string_view name) {
   const std::string lower = absl::AsciiStrToLower(name);
-  for (Backend b : {Backend::kAuto, Backend::kKernel, Backend::kBatch, Backend::kAsync}) {
+  for (Backend b : {Backend::kAuto, Backend::kKernel, Backend::kBatch, Backend::kAsync,
+                    Backend::kStaged}) {
     if (lower == BackendName(b)) return b;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("backend: unknown value \"", name, "\"; allowed: auto, kernel, batch, async"));
+      absl::StrCat("backend: unknown value \"", name, "\"; allowed: auto, kernel, batch, async, staged"));
 }
 
 }  // namespace kvshuttle

@@ -1,0 +1,360 @@
+// Client and Session: channel setup, the gRPC → absl::Status mapping, and the session's
+// background thread (Attach reader or KeepAlive loop).
+#include "client/client.h"
+
+#include <algorithm>
+#include <chrono>
+#include <utility>
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "core/status_macros.h"
+
+namespace kvshuttle {
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+std::string NormalizeTarget(absl::string_view target) {
+  for (absl::string_view scheme : {"unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:"}) {
+    if (absl::StartsWith(target, scheme)) return std::string(target);
+  }
+  if (!absl::StrContains(target, ':') || absl::StartsWith(target, "/") ||
+      absl::StartsWith(target, ".")) {
+    return absl::StrCat("unix:", target);
+  }
+  return std::string(target);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+Client::Client(std::string target, std::shared_ptr<grpc::Channel> channel)
+    : target_(std::move(target)),
+      channel_(std::move(channel)),
+      stub_(v1::Shuttle::NewStub(channel_)),
+      health_stub_(health_v1::Health::NewStub(channel_)) {}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(absl::string_view target,
+                                                        absl::Duration timeout) {
+  std::string normalized = NormalizeTarget(target);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(kClientMaxMessageBytes);
+  args.SetMaxSendMessageSize(kClientMaxMessageBytes);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(normalized, grpc::InsecureChannelCredentials(), args);
+  if (channel == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("target \"", target, "\": no channel"));
+  }
+  if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + timeout))) {
+    return absl::UnavailableError(absl::StrCat("cannot connect to ", normalized, " within ",
+                                               absl::FormatDuration(timeout)));
+  }
+  return std::unique_ptr<Client>(new Client(std::move(normalized), std::move(channel)));
+}
+
+void Client::SetDeadline(grpc::ClientContext& context, absl::Duration timeout) const {
+  if (timeout <= absl::ZeroDuration()) timeout = call_timeout_;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+absl::StatusOr<v1::GetInfoResponse> Client::GetInfo() const {
+  return Call(&v1::Shuttle::Stub::GetInfo, v1::GetInfoRequest());
+}
+
+absl::StatusOr<v1::ListPoolsResponse> Client::ListPools() const {
+  return Call(&v1::Shuttle::Stub::ListPools, v1::ListPoolsRequest());
+}
+
+absl::StatusOr<v1::ListSessionsResponse> Client::ListSessions(
+    absl::string_view session_id) const {
+  v1::ListSessionsRequest request;
+  request.set_session_id(std::string(session_id));
+  return Call(&v1::Shuttle::Stub::ListSessions, request);
+}
+
+absl::StatusOr<v1::GetStatsResponse> Client::GetStats() const {
+  return Call(&v1::Shuttle::Stub::GetStats, v1::GetStatsRequest());
+}
+
+absl::StatusOr<health_v1::HealthCheckResponse::ServingStatus> Client::Health(
+    absl::string_view service) const {
+  grpc::ClientContext context;
+  SetDeadline(context, absl::ZeroDuration());
+  health_v1::HealthCheckRequest request;
+  request.set_service(std::string(service));
+  health_v1::HealthCheckResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(health_stub_->Check(&context, request, &response)));
+  return response.status();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session: lifetime
+
+Session::Session(Client& client, std::string id, uint32_t lease_seconds, bool attach)
+    : client_(client), id_(std::move(id)), lease_seconds_(lease_seconds), attach_(attach) {}
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Open(Client& client,
+                                                       absl::string_view client_name,
+                                                       bool attach) {
+  v1::OpenSessionRequest request;
+  request.set_client_name(std::string(client_name));
+  ASSIGN_OR_RETURN(v1::OpenSessionResponse opened,
+                   client.Call(&v1::Shuttle::Stub::OpenSession, request));
+  std::unique_ptr<Session> session(
+      new Session(client, opened.session_id(), opened.lease_seconds(), attach));
+  if (attach) {
+    RETURN_IF_ERROR(session->StartAttach());
+  } else {
+    session->thread_ = std::thread(&Session::KeepAliveLoop, session.get());
+  }
+  return session;
+}
+
+absl::Status Session::StartAttach() {
+  thread_ = std::thread(&Session::AttachLoop, this);
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, absl::ToChronoNanoseconds(client_.call_timeout()),
+               [this] { return attached_event_ || stream_ended_; });
+  if (attached_event_) return absl::OkStatus();
+  if (stream_ended_) {
+    return absl::Status(stream_status_.code(),
+                        absl::StrCat("Attach ended before the attached event: ",
+                                     stream_status_.ToString()));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("Attach: no attached event within ",
+                   absl::FormatDuration(client_.call_timeout())));
+}
+
+Session::~Session() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  v1::CloseSessionRequest request;
+  request.set_session_id(id_);
+  (void)client_.Call(&v1::Shuttle::Stub::CloseSession, request);  // best effort
+  if (attach_) attach_context_.TryCancel();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Session::AttachLoop() {
+  v1::AttachRequest request;
+  request.set_session_id(id_);
+  std::unique_ptr<grpc::ClientReader<v1::SessionEvent>> reader =
+      client_.stub().Attach(&attach_context_, request);
+  v1::SessionEvent event;
+  while (reader->Read(&event)) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (event.has_attached()) {
+        attached_event_ = true;
+      } else if (event.has_job_done()) {
+        events_.push_back(std::move(*event.mutable_job_done()));
+      }
+    }
+    cv_.notify_all();
+  }
+  absl::Status status = FromGrpcStatus(reader->Finish());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stream_ended_ = true;
+    stream_status_ = std::move(status);
+  }
+  cv_.notify_all();
+}
+
+void Session::KeepAliveLoop() {
+  const auto interval = std::max(std::chrono::milliseconds(int64_t{lease_seconds_} * 1000 / 3),
+                                 std::chrono::milliseconds(500));
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, interval, [this] { return stopping_; })) {
+    lock.unlock();
+    (void)KeepAlive();  // a lost lease shows up as NOT_FOUND on the next real call
+    lock.lock();
+  }
+}
+
+std::vector<v1::JobResult> Session::TakeEvents() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<v1::JobResult> events;
+  events.swap(events_);
+  return events;
+}
+
+bool Session::WaitForEvents(size_t count, absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+               [&] { return events_.size() >= count || stream_ended_; });
+  return events_.size() >= count;
+}
+
+absl::Status Session::StreamStatus() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stream_ended_ ? stream_status_ : absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session: RPC wrappers
+
+absl::StatusOr<v1::RegisterRegionResponse> Session::RegisterCudaIpcRegion(
+    absl::string_view handle, absl::string_view gpu_uuid, uint64_t offset, uint64_t size,
+    absl::string_view name) {
+  v1::RegisterRegionRequest request;
+  request.set_session_id(id_);
+  request.set_name(std::string(name));
+  v1::CudaIpcMemory* memory = request.mutable_cuda_ipc();
+  memory->set_handle(std::string(handle));
+  memory->set_gpu_uuid(std::string(gpu_uuid));
+  memory->set_offset(offset);
+  memory->set_size(size);
+  return client_.Call(&v1::Shuttle::Stub::RegisterRegion, request);
+}
+
+absl::StatusOr<v1::RegisterRegionResponse> Session::RegisterHostShmRegion(
+    absl::string_view shm_name, uint64_t offset, uint64_t size, absl::string_view name) {
+  v1::RegisterRegionRequest request;
+  request.set_session_id(id_);
+  request.set_name(std::string(name));
+  v1::HostShmMemory* memory = request.mutable_host_shm();
+  memory->set_name(std::string(shm_name));
+  memory->set_offset(offset);
+  memory->set_size(size);
+  return client_.Call(&v1::Shuttle::Stub::RegisterRegion, request);
+}
+
+absl::StatusOr<v1::UnregisterRegionResponse> Session::UnregisterRegion(uint64_t region_id) {
+  v1::UnregisterRegionRequest request;
+  request.set_session_id(id_);
+  request.set_region_id(region_id);
+  return client_.Call(&v1::Shuttle::Stub::UnregisterRegion, request);
+}
+
+absl::StatusOr<v1::ListRegionsResponse> Session::ListRegions() {
+  v1::ListRegionsRequest request;
+  request.set_session_id(id_);
+  return client_.Call(&v1::Shuttle::Stub::ListRegions, request);
+}
+
+absl::StatusOr<v1::RegisterBlockSetResponse> Session::RegisterBlockSet(
+    const v1::Layout& layout, uint32_t num_blocks, const v1::StridedPlacement& placement,
+    absl::string_view name) {
+  v1::RegisterBlockSetRequest request;
+  request.set_session_id(id_);
+  request.set_name(std::string(name));
+  *request.mutable_layout() = layout;
+  request.set_num_blocks(num_blocks);
+  *request.mutable_strided() = placement;
+  return client_.Call(&v1::Shuttle::Stub::RegisterBlockSet, request);
+}
+
+absl::StatusOr<v1::RegisterBlockSetResponse> Session::RegisterBlockSet(
+    const v1::Layout& layout, uint32_t num_blocks, const v1::ExplicitPlacement& placement,
+    absl::string_view name) {
+  v1::RegisterBlockSetRequest request;
+  request.set_session_id(id_);
+  request.set_name(std::string(name));
+  *request.mutable_layout() = layout;
+  request.set_num_blocks(num_blocks);
+  *request.mutable_explicit_table() = placement;
+  return client_.Call(&v1::Shuttle::Stub::RegisterBlockSet, request);
+}
+
+absl::StatusOr<v1::UnregisterBlockSetResponse> Session::UnregisterBlockSet(
+    uint64_t block_set_id) {
+  v1::UnregisterBlockSetRequest request;
+  request.set_session_id(id_);
+  request.set_block_set_id(block_set_id);
+  return client_.Call(&v1::Shuttle::Stub::UnregisterBlockSet, request);
+}
+
+absl::StatusOr<v1::ListBlockSetsResponse> Session::ListBlockSets() {
+  v1::ListBlockSetsRequest request;
+  request.set_session_id(id_);
+  return client_.Call(&v1::Shuttle::Stub::ListBlockSets, request);
+}
+
+absl::StatusOr<v1::CreatePoolResponse> Session::CreatePool(absl::string_view name,
+                                                           const v1::Layout& layout,
+                                                           uint32_t num_blocks,
+                                                           v1::MemoryKind memory,
+                                                           absl::string_view gpu_uuid) {
+  v1::CreatePoolRequest request;
+  request.set_session_id(id_);
+  request.set_name(std::string(name));
+  *request.mutable_layout() = layout;
+  request.set_num_blocks(num_blocks);
+  request.set_memory(memory);
+  request.set_gpu_uuid(std::string(gpu_uuid));
+  return client_.Call(&v1::Shuttle::Stub::CreatePool, request);
+}
+
+absl::StatusOr<v1::DestroyPoolResponse> Session::DestroyPool(absl::string_view name) {
+  v1::DestroyPoolRequest request;
+  request.set_session_id(id_);
+  request.set_name(std::string(name));
+  return client_.Call(&v1::Shuttle::Stub::DestroyPool, request);
+}
+
+absl::StatusOr<v1::AllocateBlocksResponse> Session::AllocateBlocks(absl::string_view pool,
+                                                                   uint32_t count) {
+  v1::AllocateBlocksRequest request;
+  request.set_session_id(id_);
+  request.set_pool(std::string(pool));
+  request.set_count(count);
+  return client_.Call(&v1::Shuttle::Stub::AllocateBlocks, request);
+}
+
+absl::StatusOr<v1::FreeBlocksResponse> Session::FreeBlocks(absl::string_view pool,
+                                                           absl::Span<const uint32_t> block_ids) {
+  v1::FreeBlocksRequest request;
+  request.set_session_id(id_);
+  request.set_pool(std::string(pool));
+  request.mutable_block_ids()->Add(block_ids.begin(), block_ids.end());
+  return client_.Call(&v1::Shuttle::Stub::FreeBlocks, request);
+}
+
+absl::StatusOr<v1::SubmitBatchResponse> Session::SubmitBatch(v1::SubmitBatchRequest request) {
+  request.set_session_id(id_);
+  return client_.Call(&v1::Shuttle::Stub::SubmitBatch, request);
+}
+
+absl::StatusOr<v1::WaitResponse> Session::Wait(absl::Span<const uint64_t> job_ids,
+                                               absl::Duration timeout) {
+  v1::WaitRequest request;
+  request.set_session_id(id_);
+  request.mutable_job_ids()->Add(job_ids.begin(), job_ids.end());
+  request.set_timeout_seconds(absl::ToDoubleSeconds(timeout));
+  // The daemon answers when the jobs are done or `timeout` passed; leave it room to answer.
+  const absl::Duration deadline = std::max(client_.call_timeout(), timeout + absl::Seconds(5));
+  return client_.Call(&v1::Shuttle::Stub::Wait, request, deadline);
+}
+
+absl::StatusOr<v1::CancelJobsResponse> Session::CancelJobs(absl::Span<const uint64_t> job_ids) {
+  v1::CancelJobsRequest request;
+  request.set_session_id(id_);
+  request.mutable_job_ids()->Add(job_ids.begin(), job_ids.end());
+  return client_.Call(&v1::Shuttle::Stub::CancelJobs, request);
+}
+
+absl::StatusOr<v1::ListSessionsResponse> Session::ListSessions() {
+  return client_.ListSessions(id_);
+}
+
+absl::StatusOr<v1::KeepAliveResponse> Session::KeepAlive() {
+  v1::KeepAliveRequest request;
+  request.set_session_id(id_);
+  return client_.Call(&v1::Shuttle::Stub::KeepAlive, request);
+}
+
+}  // namespace kvshuttle

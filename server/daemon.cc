@@ -1,0 +1,553 @@
+// Daemon: the RPC logic behind the service edge.
+#include "server/daemon.h"
+
+#include <algorithm>
+#include <random>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "proto/proto_convert.h"
+#include "server/runtime/host_memory.h"
+
+#ifndef KVS_VERSION
+#define KVS_VERSION "0.0.0"
+#endif
+
+namespace kvshuttle {
+
+struct Daemon::Side {
+  LayoutDesc layout;
+  const std::vector<uint64_t>* addresses = nullptr;
+  Placement placement;
+  std::shared_ptr<const void> hold;  // the block set or pool that owns `addresses`
+};
+
+namespace {
+
+constexpr size_t kMaxNameBytes = 128;
+constexpr absl::Duration kPoll = absl::Milliseconds(100);
+
+std::string NewSessionId() {
+  std::random_device rd;
+  std::string bytes(16, '\0');
+  for (char& c : bytes) c = static_cast<char>(rd());
+  return absl::BytesToHexString(bytes);
+}
+
+absl::Status Prefixed(const absl::Status& status, absl::string_view field) {
+  return absl::Status(status.code(), absl::StrCat(field, ".", status.message()));
+}
+
+absl::Status CheckName(const std::string& name) {
+  if (name.size() > kMaxNameBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("name: ", name.size(), " bytes; at most ", kMaxNameBytes));
+  }
+  return absl::OkStatus();
+}
+
+v1::BlockSet BlockSetToProto(const BlockSetRecord& bs, const GpuRuntime& gpu) {
+  v1::BlockSet out;
+  out.set_block_set_id(bs.id);
+  out.set_name(bs.name);
+  *out.mutable_layout() = LayoutToProto(bs.layout);
+  out.set_num_blocks(static_cast<uint32_t>(bs.num_blocks));
+  const bool device = bs.placement.place == MemoryPlace::kDevice;
+  out.set_memory(device ? v1::MEMORY_DEVICE : v1::MEMORY_HOST);
+  for (const GpuDeviceInfo& d : gpu.devices()) {
+    if (device && d.ordinal == bs.placement.device) out.set_gpu_uuid(d.uuid);
+  }
+  return out;
+}
+
+}  // namespace
+
+Daemon::Daemon(const DaemonOptions& options, std::unique_ptr<GpuRuntime> gpu)
+    : options_(options), gpu_(std::move(gpu)), pools_(*gpu_, options.limits.max_pools) {}
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const DaemonOptions& options,
+                                                       std::unique_ptr<GpuRuntime> gpu) {
+  std::unique_ptr<Daemon> d(new Daemon(options, std::move(gpu)));
+  if (options.use_gpus) {
+    for (const GpuDeviceInfo& dev : d->gpu_->devices()) {
+      if (static_cast<int>(d->gpu_workers_.size()) <= dev.ordinal) {
+        d->gpu_workers_.resize(dev.ordinal + 1);
+      }
+      ASSIGN_OR_RETURN(d->gpu_workers_[dev.ordinal],
+                       d->gpu_->CreateWorker(dev.ordinal, options.limits.queue_capacity));
+    }
+  }
+  d->cpu_executor_ =
+      CreateCpuExecutor(std::max(1, options.cpu_threads), options.limits.queue_capacity);
+  d->reaper_ = std::thread([raw = d.get()] { raw->ReaperLoop(); });
+  return d;
+}
+
+Daemon::~Daemon() {
+  stop_reaper_ = true;
+  if (reaper_.joinable()) reaper_.join();
+  BeginDrain();
+  Drain();
+  std::map<std::string, std::shared_ptr<Session>> sessions;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sessions.swap(sessions_);
+  }
+  for (auto& [id, s] : sessions) s->Close();
+}
+
+void Daemon::ReaperLoop() {
+  while (!stop_reaper_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::vector<std::shared_ptr<Session>> expired;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const absl::Time now = absl::Now();
+      for (const auto& [id, s] : sessions_) {
+        if (s->Expired(now)) expired.push_back(s);
+      }
+    }
+    for (const auto& s : expired) CloseAndForget(s);
+  }
+}
+
+void Daemon::CloseAndForget(const std::shared_ptr<Session>& session) {
+  session->Close();
+  std::lock_guard<std::mutex> lock(mu_);
+  sessions_.erase(session->id());
+}
+
+absl::StatusOr<std::shared_ptr<Session>> Daemon::FindSession(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) {
+    return absl::NotFoundError(
+        id.empty() ? "session_id: missing; call OpenSession first"
+                   : "session_id: no such session (closed, expired or never opened)");
+  }
+  return it->second;
+}
+
+absl::Status Daemon::GetInfo(const v1::GetInfoRequest&, v1::GetInfoResponse* resp) {
+  resp->set_version(KVS_VERSION);
+  for (const GpuDeviceInfo& d : gpu_->devices()) {
+    v1::DeviceInfo* info = resp->add_devices();
+    info->set_ordinal(static_cast<uint32_t>(d.ordinal));
+    info->set_uuid(d.uuid);
+    info->set_name(d.name);
+    info->set_total_memory_bytes(d.total_memory);
+    info->set_sm_count(static_cast<uint32_t>(d.sm_count));
+    if (d.ordinal < static_cast<int>(gpu_workers_.size()) && gpu_workers_[d.ordinal]) {
+      info->set_queue_depth(static_cast<uint32_t>(gpu_workers_[d.ordinal]->queue_depth()));
+    }
+  }
+  resp->set_cpu_executor(true);
+  v1::Limits* l = resp->mutable_limits();
+  const Limits& lim = options_.limits;
+  l->set_max_sessions(lim.max_sessions);
+  l->set_max_regions_per_session(lim.max_regions_per_session);
+  l->set_max_block_sets_per_session(lim.max_block_sets_per_session);
+  l->set_max_jobs_per_batch(lim.max_jobs_per_batch);
+  l->set_max_pairs_per_job(lim.max_pairs_per_job);
+  l->set_queue_capacity(lim.queue_capacity);
+  l->set_max_message_bytes(static_cast<uint64_t>(lim.max_message_bytes));
+  l->set_lease_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(options_.lease)));
+  resp->set_listen_address(listen_address_);
+  resp->set_draining(draining_);
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::OpenSession(const v1::OpenSessionRequest& req,
+                                 v1::OpenSessionResponse* resp) {
+  if (draining_) return absl::UnavailableError("OpenSession: the daemon is draining");
+  RETURN_IF_ERROR(CheckName(req.client_name()));
+  auto session = std::make_shared<Session>(NewSessionId(), req.client_name(),
+                                           absl::Now() + options_.lease, options_.limits);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (static_cast<int>(sessions_.size()) >= options_.limits.max_sessions) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "sessions: ", sessions_.size(), " of at most ", options_.limits.max_sessions, " open"));
+  }
+  sessions_.emplace(session->id(), session);
+  resp->set_session_id(session->id());
+  resp->set_lease_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(options_.lease)));
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::Attach(const v1::AttachRequest& req, const CallContext& call,
+                            const std::function<bool(const v1::SessionEvent&)>& write) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  RETURN_IF_ERROR(session->Attach());
+  v1::SessionEvent hello;
+  hello.set_attached(session->id());
+  if (!write(hello)) {
+    CloseAndForget(session);
+    return absl::OkStatus();
+  }
+  while (true) {
+    if (call.cancelled()) {  // the client went away: its session goes with it
+      CloseAndForget(session);
+      return absl::CancelledError("Attach: client disconnected; session closed");
+    }
+    bool closed = false;
+    for (const v1::JobResult& result : session->TakeEvents(kPoll, &closed)) {
+      v1::SessionEvent event;
+      *event.mutable_job_done() = result;
+      if (!write(event)) {
+        CloseAndForget(session);
+        return absl::OkStatus();
+      }
+    }
+    if (closed) return absl::OkStatus();
+    if (drained_) {
+      session->Detach();
+      return absl::UnavailableError("Attach: the daemon is shutting down");
+    }
+  }
+}
+
+absl::Status Daemon::KeepAlive(const v1::KeepAliveRequest& req, v1::KeepAliveResponse* resp) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  session->Touch(absl::Now() + options_.lease);
+  resp->set_lease_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(options_.lease)));
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::CloseSession(const v1::CloseSessionRequest& req,
+                                  v1::CloseSessionResponse*) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  CloseAndForget(session);
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::ListSessions(const v1::ListSessionsRequest& req,
+                                  v1::ListSessionsResponse* resp) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, s] : sessions_) {
+    *resp->add_sessions() = s->Summary(!req.session_id().empty() && id == req.session_id());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::RegisterRegion(const v1::RegisterRegionRequest& req,
+                                    v1::RegisterRegionResponse* resp) {
+  if (draining_) return absl::UnavailableError("RegisterRegion: the daemon is draining");
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  RETURN_IF_ERROR(CheckName(req.name()));
+  v1::Region info;
+  std::shared_ptr<Memory> memory;
+  switch (req.memory_case()) {
+    case v1::RegisterRegionRequest::kCudaIpc: {
+      const v1::CudaIpcMemory& m = req.cuda_ipc();
+      ASSIGN_OR_RETURN(memory, gpu_->OpenIpc(m.handle(), m.gpu_uuid(), m.offset(), m.size()));
+      info.set_memory(v1::MEMORY_DEVICE);
+      info.set_gpu_uuid(m.gpu_uuid());
+      break;
+    }
+    case v1::RegisterRegionRequest::kHostShm: {
+      const v1::HostShmMemory& m = req.host_shm();
+      ASSIGN_OR_RETURN(memory, MapSharedMemory(m.name(), m.offset(), m.size(), *gpu_));
+      info.set_memory(v1::MEMORY_HOST);
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("memory: neither cuda_ipc nor host_shm is set");
+  }
+  info.set_size(memory->size());
+  ASSIGN_OR_RETURN(*resp->mutable_region(),
+                   session->AddRegion(next_id_++, req.name(), info, std::move(memory)));
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::UnregisterRegion(const v1::UnregisterRegionRequest& req,
+                                      v1::UnregisterRegionResponse* resp) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  ASSIGN_OR_RETURN(const bool deferred, session->RemoveRegion(req.region_id()));
+  resp->set_deferred(deferred);
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::ListRegions(const v1::ListRegionsRequest& req,
+                                 v1::ListRegionsResponse* resp) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  for (v1::Region& r : session->ListRegions()) *resp->add_regions() = std::move(r);
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::RegisterBlockSet(const v1::RegisterBlockSetRequest& req,
+                                      v1::RegisterBlockSetResponse* resp) {
+  if (draining_) return absl::UnavailableError("RegisterBlockSet: the daemon is draining");
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  RETURN_IF_ERROR(CheckName(req.name()));
+  const RegionLookup lookup = [&session](uint64_t id) { return session->FindRegion(id); };
+  ASSIGN_OR_RETURN(std::shared_ptr<BlockSetRecord> record,
+                   BuildBlockSet(req, lookup, options_.limits.max_block_set_addresses));
+  record->id = next_id_++;
+  *resp->mutable_block_set() = BlockSetToProto(*record, *gpu_);
+  return session->AddBlockSet(std::move(record));
+}
+
+absl::Status Daemon::UnregisterBlockSet(const v1::UnregisterBlockSetRequest& req,
+                                        v1::UnregisterBlockSetResponse*) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  return session->RemoveBlockSet(req.block_set_id());
+}
+
+absl::Status Daemon::ListBlockSets(const v1::ListBlockSetsRequest& req,
+                                   v1::ListBlockSetsResponse* resp) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  for (const auto& bs : session->ListBlockSets()) {
+    *resp->add_block_sets() = BlockSetToProto(*bs, *gpu_);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::CreatePool(const v1::CreatePoolRequest& req, v1::CreatePoolResponse* resp) {
+  if (draining_) return absl::UnavailableError("CreatePool: the daemon is draining");
+  RETURN_IF_ERROR(FindSession(req.session_id()).status());
+  ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Create(req));
+  *resp->mutable_pool() = pool->ToProto();
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::DestroyPool(const v1::DestroyPoolRequest& req, v1::DestroyPoolResponse*) {
+  RETURN_IF_ERROR(FindSession(req.session_id()).status());
+  return pools_.Destroy(req.name());
+}
+
+absl::Status Daemon::ListPools(const v1::ListPoolsRequest&, v1::ListPoolsResponse* resp) {
+  for (const auto& pool : pools_.List()) *resp->add_pools() = pool->ToProto();
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::AllocateBlocks(const v1::AllocateBlocksRequest& req,
+                                    v1::AllocateBlocksResponse* resp) {
+  RETURN_IF_ERROR(FindSession(req.session_id()).status());
+  ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Find(req.pool()));
+  ASSIGN_OR_RETURN(const std::vector<uint32_t> ids, pool->Allocate(req.count()));
+  for (uint32_t id : ids) resp->add_block_ids(id);
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::FreeBlocks(const v1::FreeBlocksRequest& req, v1::FreeBlocksResponse*) {
+  RETURN_IF_ERROR(FindSession(req.session_id()).status());
+  ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Find(req.pool()));
+  return pool->Free({req.block_ids().begin(), req.block_ids().end()});
+}
+
+absl::StatusOr<Daemon::Side> Daemon::ResolveEndpoint(Session& session,
+                                                     const v1::Endpoint& endpoint) const {
+  Side side;
+  switch (endpoint.target_case()) {
+    case v1::Endpoint::kBlockSetId: {
+      ASSIGN_OR_RETURN(std::shared_ptr<BlockSetRecord> bs,
+                       session.FindBlockSet(endpoint.block_set_id()));
+      side.layout = bs->layout;
+      side.addresses = &bs->addresses;
+      side.placement = bs->placement;
+      side.hold = std::move(bs);
+      return side;
+    }
+    case v1::Endpoint::kPool: {
+      ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Find(endpoint.pool()));
+      side.layout = pool->layout();
+      side.addresses = &pool->addresses();
+      side.placement = pool->placement();
+      side.hold = std::move(pool);
+      return side;
+    }
+    default:
+      return absl::InvalidArgumentError("target: neither block_set_id nor pool is set");
+  }
+}
+
+absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallContext& call,
+                                 v1::SubmitBatchResponse* resp) {
+  if (draining_) return absl::UnavailableError("SubmitBatch: the daemon is draining");
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  if (call.cancelled()) return absl::CancelledError("SubmitBatch: call cancelled; nothing queued");
+  if (absl::Now() >= call.deadline) {
+    return absl::DeadlineExceededError("SubmitBatch: deadline passed; nothing queued");
+  }
+  const Limits& lim = options_.limits;
+  if (req.jobs_size() > lim.max_jobs_per_batch) {
+    return absl::ResourceExhaustedError(absl::StrCat("jobs: ", req.jobs_size(),
+                                                     " jobs; at most ", lim.max_jobs_per_batch,
+                                                     " per batch"));
+  }
+  // Validate and plan every job first: a batch is queued whole or not at all.
+  std::map<Executor*, std::vector<std::unique_ptr<JobTask>>> groups;
+  std::vector<std::pair<uint64_t, std::shared_ptr<std::atomic<bool>>>> ids;
+  std::weak_ptr<Session> weak_session = session;
+  for (int i = 0; i < req.jobs_size(); ++i) {
+    const v1::Job& job = req.jobs(i);
+    const std::string field = absl::StrCat("jobs[", i, "]");
+    if (job.pairs_size() > lim.max_pairs_per_job) {
+      return absl::ResourceExhaustedError(absl::StrCat(field, ".pairs: ", job.pairs_size(),
+                                                       " pairs; at most ", lim.max_pairs_per_job));
+    }
+    absl::StatusOr<Side> src = ResolveEndpoint(*session, job.src());
+    if (!src.ok()) return Prefixed(src.status(), field + ".src");
+    absl::StatusOr<Side> dst = ResolveEndpoint(*session, job.dst());
+    if (!dst.ok()) return Prefixed(dst.status(), field + ".dst");
+    ASSIGN_OR_RETURN(const Backend backend,
+                     BackendFromProto(job.backend(), field + ".backend"));
+    TransferSpec spec;
+    spec.src = src->layout;
+    spec.dst = dst->layout;
+    spec.heads = AxisRangeFromProto(job.heads());
+    spec.layers = AxisRangeFromProto(job.layers());
+    spec.token_count = job.token_count();
+    std::vector<BlockPair> pairs;
+    pairs.reserve(job.pairs_size());
+    for (const v1::BlockPair& p : job.pairs()) pairs.push_back(BlockPairFromProto(p));
+    absl::StatusOr<TransferPlan> plan =
+        TransferPlan::Build(spec, *src->addresses, *dst->addresses, pairs);
+    if (!plan.ok()) return Prefixed(plan.status(), field);
+
+    // Executor: the GPU that owns device memory on either side, else the CPU.
+    const int src_dev = src->placement.place == MemoryPlace::kDevice ? src->placement.device : -1;
+    const int dst_dev = dst->placement.place == MemoryPlace::kDevice ? dst->placement.device : -1;
+    Executor* executor = cpu_executor_.get();
+    if (src_dev >= 0 || dst_dev >= 0) {
+      if (src_dev >= 0 && dst_dev >= 0 && src_dev != dst_dev) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            field, ": source on GPU ", src_dev, " and destination on GPU ", dst_dev,
+            "; a job runs on one GPU"));
+      }
+      const int dev = std::max(src_dev, dst_dev);
+      const Placement& host = src_dev >= 0 ? dst->placement : src->placement;
+      if (host.place == MemoryPlace::kHost && !host.gpu_visible) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            field, ": host memory on one side is not registered with the GPU"));
+      }
+      if (dev >= static_cast<int>(gpu_workers_.size()) || !gpu_workers_[dev]) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(field, ": GPU ", dev, " has no worker (GPUs disabled?)"));
+      }
+      executor = gpu_workers_[dev].get();
+    }
+
+    auto task = std::make_unique<JobTask>(*std::move(plan));
+    task->job_id = next_id_++;
+    task->backend = backend;
+    task->max_sms = static_cast<int>(job.max_sms());
+    task->holds = {src->hold, dst->hold};
+    task->cancelled = std::make_shared<std::atomic<bool>>(false);
+    task->deadline = call.deadline;
+    const uint64_t bytes = static_cast<uint64_t>(task->plan.bytes());
+    const std::string executor_name = executor->name();
+    task->done = [this, weak_session, id = task->job_id, bytes,
+                  executor_name](const JobOutcome& outcome) {
+      v1::JobResult r;
+      r.set_job_id(id);
+      r.set_code(static_cast<int>(outcome.status.code()));
+      r.set_message(std::string(outcome.status.message()));
+      r.set_backend(BackendToProto(outcome.backend));
+      r.set_executor(executor_name);
+      r.set_queue_seconds(absl::ToDoubleSeconds(outcome.queued));
+      r.set_run_seconds(absl::ToDoubleSeconds(outcome.run));
+      if (outcome.status.ok()) {
+        r.set_state(v1::JOB_DONE);
+        r.set_bytes(bytes);
+        ++jobs_done_;
+        bytes_moved_ += bytes;
+      } else if (outcome.status.code() == absl::StatusCode::kCancelled ||
+                 outcome.status.code() == absl::StatusCode::kDeadlineExceeded) {
+        r.set_state(v1::JOB_CANCELLED);
+        ++jobs_cancelled_;
+      } else {
+        r.set_state(v1::JOB_FAILED);
+        ++jobs_failed_;
+      }
+      if (auto s = weak_session.lock()) s->CompleteJob(r);
+    };
+    ids.emplace_back(task->job_id, task->cancelled);
+    resp->add_job_ids(task->job_id);
+    groups[executor].push_back(std::move(task));
+  }
+  RETURN_IF_ERROR(session->AddJobs(ids));
+  for (auto& [executor, tasks] : groups) {
+    const absl::Status queued = executor->Submit(tasks);
+    if (queued.ok()) continue;
+    // Withdraw the whole batch: queued tasks complete as cancelled, the rest right here.
+    for (auto& [id, cancelled] : ids) cancelled->store(true);
+    for (auto& [other, rest] : groups) {
+      for (auto& task : rest) {
+        if (task) task->done(JobOutcome{absl::CancelledError("batch withdrawn: " +
+                                                             std::string(queued.message()))});
+      }
+    }
+    resp->clear_job_ids();
+    return queued;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::Wait(const v1::WaitRequest& req, const CallContext& call,
+                          v1::WaitResponse* resp) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  absl::Time deadline = call.deadline;
+  if (req.timeout_seconds() < 0) {
+    deadline = absl::Now();  // poll
+  } else if (req.timeout_seconds() > 0) {
+    deadline = std::min(deadline, absl::Now() + absl::Seconds(req.timeout_seconds()));
+  }
+  ASSIGN_OR_RETURN(*resp, session->Wait({req.job_ids().begin(), req.job_ids().end()}, deadline,
+                                        call.cancelled));
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::CancelJobs(const v1::CancelJobsRequest& req, v1::CancelJobsResponse* resp) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  ASSIGN_OR_RETURN(const std::vector<uint64_t> cancelled,
+                   session->CancelJobs({req.job_ids().begin(), req.job_ids().end()}));
+  for (uint64_t id : cancelled) resp->add_cancelled(id);
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::GetStats(const v1::GetStatsRequest&, v1::GetStatsResponse* resp) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    resp->set_sessions(sessions_.size());
+    uint64_t regions = 0, mapped = 0;
+    for (const auto& [id, s] : sessions_) {
+      for (const v1::Region& r : s->ListRegions()) {
+        ++regions;
+        mapped += r.size();
+      }
+    }
+    resp->set_regions(regions);
+    resp->set_mapped_bytes(mapped);
+  }
+  resp->set_jobs_done(jobs_done_);
+  resp->set_jobs_failed(jobs_failed_);
+  resp->set_jobs_cancelled(jobs_cancelled_);
+  resp->set_bytes_moved(bytes_moved_);
+  auto add = [resp](const Executor& e) {
+    v1::ExecutorStats* s = resp->add_executors();
+    s->set_name(e.name());
+    s->set_queue_depth(static_cast<uint32_t>(e.queue_depth()));
+    s->set_queue_capacity(static_cast<uint32_t>(e.capacity()));
+    s->set_jobs_done(e.jobs_done());
+  };
+  for (const auto& w : gpu_workers_) {
+    if (w) add(*w);
+  }
+  add(*cpu_executor_);
+  return absl::OkStatus();
+}
+
+void Daemon::BeginDrain() { draining_ = true; }
+
+void Daemon::Drain() {
+  if (drained_) return;
+  for (auto& w : gpu_workers_) {
+    if (w) w->Drain();
+  }
+  if (cpu_executor_) cpu_executor_->Drain();
+  drained_ = true;
+}
+
+}  // namespace kvshuttle

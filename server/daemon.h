@@ -1,0 +1,113 @@
+// The daemon's core: sessions, regions, block sets, pools, job submission and executors,
+// behind one method per RPC that speaks proto messages and absl::Status. The gRPC service
+// (server/service.cc) is a thin shell around it.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kvshuttle/v1/kvshuttle.pb.h"
+#include "server/options.h"
+#include "server/pool.h"
+#include "server/runtime/gpu_runtime.h"
+#include "server/session.h"
+
+namespace kvshuttle {
+
+// Per-call context the edge passes in: the call's deadline and whether it was cancelled.
+struct CallContext {
+  absl::Time deadline = absl::InfiniteFuture();
+  std::function<bool()> cancelled = [] { return false; };
+};
+
+class Daemon {
+ public:
+  // Starts executors (a worker per GPU of `gpu` unless options.use_gpus is false, and the CPU
+  // executor) and the lease reaper.
+  static absl::StatusOr<std::unique_ptr<Daemon>> Create(const DaemonOptions& options,
+                                                        std::unique_ptr<GpuRuntime> gpu);
+  ~Daemon();
+
+  absl::Status GetInfo(const v1::GetInfoRequest& req, v1::GetInfoResponse* resp);
+  absl::Status OpenSession(const v1::OpenSessionRequest& req, v1::OpenSessionResponse* resp);
+  // Blocks for the life of the stream: calls `write` for each event; returns when the session
+  // closes (OK), the client goes away (the session is then closed) or the daemon drains
+  // (UNAVAILABLE). `write` returning false means the client is gone.
+  absl::Status Attach(const v1::AttachRequest& req, const CallContext& call,
+                      const std::function<bool(const v1::SessionEvent&)>& write);
+  absl::Status KeepAlive(const v1::KeepAliveRequest& req, v1::KeepAliveResponse* resp);
+  absl::Status CloseSession(const v1::CloseSessionRequest& req, v1::CloseSessionResponse* resp);
+  absl::Status ListSessions(const v1::ListSessionsRequest& req, v1::ListSessionsResponse* resp);
+
+  absl::Status RegisterRegion(const v1::RegisterRegionRequest& req,
+                              v1::RegisterRegionResponse* resp);
+  absl::Status UnregisterRegion(const v1::UnregisterRegionRequest& req,
+                                v1::UnregisterRegionResponse* resp);
+  absl::Status ListRegions(const v1::ListRegionsRequest& req, v1::ListRegionsResponse* resp);
+
+  absl::Status RegisterBlockSet(const v1::RegisterBlockSetRequest& req,
+                                v1::RegisterBlockSetResponse* resp);
+  absl::Status UnregisterBlockSet(const v1::UnregisterBlockSetRequest& req,
+                                  v1::UnregisterBlockSetResponse* resp);
+  absl::Status ListBlockSets(const v1::ListBlockSetsRequest& req, v1::ListBlockSetsResponse* resp);
+
+  absl::Status CreatePool(const v1::CreatePoolRequest& req, v1::CreatePoolResponse* resp);
+  absl::Status DestroyPool(const v1::DestroyPoolRequest& req, v1::DestroyPoolResponse* resp);
+  absl::Status ListPools(const v1::ListPoolsRequest& req, v1::ListPoolsResponse* resp);
+  absl::Status AllocateBlocks(const v1::AllocateBlocksRequest& req,
+                              v1::AllocateBlocksResponse* resp);
+  absl::Status FreeBlocks(const v1::FreeBlocksRequest& req, v1::FreeBlocksResponse* resp);
+
+  absl::Status SubmitBatch(const v1::SubmitBatchRequest& req, const CallContext& call,
+                           v1::SubmitBatchResponse* resp);
+  absl::Status Wait(const v1::WaitRequest& req, const CallContext& call, v1::WaitResponse* resp);
+  absl::Status CancelJobs(const v1::CancelJobsRequest& req, v1::CancelJobsResponse* resp);
+  absl::Status GetStats(const v1::GetStatsRequest& req, v1::GetStatsResponse* resp);
+
+  // Drain, step 1: refuse new sessions and jobs (UNAVAILABLE). Step 2 (Drain): run everything
+  // queued and in flight to completion, then end Attach streams with UNAVAILABLE.
+  void BeginDrain();
+  void Drain();
+  bool draining() const { return draining_.load(); }
+
+  // Listen address reported by GetInfo (set by main once the server is up).
+  void set_listen_address(std::string address) { listen_address_ = std::move(address); }
+
+ private:
+  struct Side;  // a resolved job endpoint (daemon.cc)
+
+  Daemon(const DaemonOptions& options, std::unique_ptr<GpuRuntime> gpu);
+  absl::StatusOr<std::shared_ptr<Session>> FindSession(const std::string& id) const;
+  absl::StatusOr<Side> ResolveEndpoint(Session& session, const v1::Endpoint& endpoint) const;
+  void ReaperLoop();
+  void CloseAndForget(const std::shared_ptr<Session>& session);
+
+  const DaemonOptions options_;
+  std::unique_ptr<GpuRuntime> gpu_;
+  std::vector<std::unique_ptr<Executor>> gpu_workers_;  // index = GPU ordinal
+  std::unique_ptr<Executor> cpu_executor_;
+  PoolTable pools_;
+  std::string listen_address_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Session>> sessions_;
+  std::atomic<uint64_t> next_id_{1};
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> drained_{false};
+  std::atomic<bool> stop_reaper_{false};
+  std::thread reaper_;
+
+  std::atomic<uint64_t> jobs_done_{0};
+  std::atomic<uint64_t> jobs_failed_{0};
+  std::atomic<uint64_t> jobs_cancelled_{0};
+  std::atomic<uint64_t> bytes_moved_{0};
+};
+
+}  // namespace kvshuttle

@@ -1,0 +1,192 @@
+// Pools and the pool table.
+#include "server/pool.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "proto/proto_convert.h"
+
+namespace kvshuttle {
+namespace {
+
+constexpr uint32_t kMaxPoolBlocks = 1u << 24;
+
+absl::Status CheckPoolName(const std::string& name) {
+  if (name.empty() || name.size() > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("name: \"", name, "\" must be 1 to 64 characters of [A-Za-z0-9_.-]"));
+  }
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == '-';
+    if (!ok) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("name: \"", name, "\" must be 1 to 64 characters of [A-Za-z0-9_.-]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Pool::Pool(std::string name, LayoutDesc layout, int64_t num_blocks, std::string gpu_uuid,
+           std::shared_ptr<Memory> memory)
+    : name_(std::move(name)),
+      layout_(layout),
+      num_blocks_(num_blocks),
+      gpu_uuid_(std::move(gpu_uuid)),
+      memory_(std::move(memory)),
+      in_use_(static_cast<size_t>(num_blocks), false) {
+  const int64_t slots = AddressesPerBlock(layout_.kind, layout_.shape);
+  const int64_t slot_bytes = BytesPerAddress(layout_.kind, layout_.shape, DTypeSize(layout_.dtype));
+  addresses_.resize(static_cast<size_t>(num_blocks_ * slots));
+  for (int64_t i = 0; i < num_blocks_ * slots; ++i) {
+    addresses_[i] = memory_->base() + static_cast<uint64_t>(i * slot_bytes);
+  }
+}
+
+Placement Pool::placement() const {
+  return Placement{memory_->place(), memory_->device(), memory_->gpu_visible()};
+}
+
+absl::StatusOr<std::vector<uint32_t>> Pool::Allocate(int64_t count) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (count < 1 || count > num_blocks_ - used_) {
+    return absl::ResourceExhaustedError(absl::StrCat("pool ", name_, ": count ", count,
+                                                     " blocks requested, ", num_blocks_ - used_,
+                                                     " of ", num_blocks_, " free"));
+  }
+  std::vector<uint32_t> ids;
+  ids.reserve(static_cast<size_t>(count));
+  for (int64_t b = 0; b < num_blocks_ && static_cast<int64_t>(ids.size()) < count; ++b) {
+    if (!in_use_[b]) {
+      in_use_[b] = true;
+      ids.push_back(static_cast<uint32_t>(b));
+    }
+  }
+  used_ += count;
+  return ids;
+}
+
+absl::Status Pool::Free(const std::vector<uint32_t>& ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<bool> seen(in_use_.size(), false);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] >= num_blocks_) {
+      return absl::OutOfRangeError(absl::StrCat("block_ids[", i, "]: ", ids[i],
+                                                " is outside [0, ", num_blocks_ - 1, "]"));
+    }
+    if (!in_use_[ids[i]] || seen[ids[i]]) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("block_ids[", i, "]: block ", ids[i], " of pool ", name_,
+                       " is not allocated"));
+    }
+    seen[ids[i]] = true;
+  }
+  for (uint32_t id : ids) in_use_[id] = false;
+  used_ -= static_cast<int64_t>(ids.size());
+  return absl::OkStatus();
+}
+
+v1::Pool Pool::ToProto() const {
+  v1::Pool p;
+  p.set_name(name_);
+  *p.mutable_layout() = LayoutToProto(layout_);
+  p.set_memory(memory_->place() == MemoryPlace::kDevice ? v1::MEMORY_DEVICE : v1::MEMORY_HOST);
+  p.set_gpu_uuid(gpu_uuid_);
+  p.set_num_blocks(static_cast<uint32_t>(num_blocks_));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    p.set_blocks_in_use(static_cast<uint32_t>(used_));
+  }
+  p.set_bytes(memory_->size());
+  return p;
+}
+
+absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequest& request) {
+  RETURN_IF_ERROR(CheckPoolName(request.name()));
+  ASSIGN_OR_RETURN(const LayoutDesc layout, LayoutFromProto(request.layout(), "layout"));
+  if (request.num_blocks() == 0 || request.num_blocks() > kMaxPoolBlocks) {
+    return absl::InvalidArgumentError(absl::StrCat("num_blocks: ", request.num_blocks(),
+                                                   " is outside [1, ", kMaxPoolBlocks, "]"));
+  }
+  const uint64_t block_bytes = static_cast<uint64_t>(
+      layout.shape.nl * layout.shape.no * layout.shape.nt * layout.shape.nh * layout.shape.hd *
+      DTypeSize(layout.dtype));
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(block_bytes, uint64_t{request.num_blocks()}, &bytes) ||
+      bytes > (uint64_t{1} << 46)) {
+    return absl::InvalidArgumentError(absl::StrCat("num_blocks: ", request.num_blocks(),
+                                                   " blocks of ", block_bytes,
+                                                   " bytes exceeds 64 TiB"));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pools_.count(request.name()) != 0) {
+      return absl::AlreadyExistsError(absl::StrCat("name: pool \"", request.name(),
+                                                   "\" already exists"));
+    }
+    if (static_cast<int>(pools_.size()) >= max_pools_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("pools: ", pools_.size(), " of at most ", max_pools_, " exist"));
+    }
+  }
+  std::shared_ptr<Memory> memory;
+  std::string uuid;
+  switch (request.memory()) {
+    case v1::MEMORY_DEVICE: {
+      if (gpu_.devices().empty()) {
+        return absl::FailedPreconditionError("memory: MEMORY_DEVICE but this daemon has no GPU");
+      }
+      int ordinal = gpu_.devices().front().ordinal;
+      uuid = gpu_.devices().front().uuid;
+      if (!request.gpu_uuid().empty()) {
+        ASSIGN_OR_RETURN(ordinal, gpu_.OrdinalOf(request.gpu_uuid()));
+        uuid = request.gpu_uuid();
+      }
+      ASSIGN_OR_RETURN(memory, gpu_.AllocateDevice(ordinal, bytes));
+      break;
+    }
+    case v1::MEMORY_HOST: {
+      ASSIGN_OR_RETURN(memory, gpu_.AllocateHost(bytes));
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "memory: ", static_cast<int>(request.memory()),
+          " is not a memory kind; allowed: MEMORY_DEVICE (1), MEMORY_HOST (2)"));
+  }
+  auto pool = std::make_shared<Pool>(request.name(), layout, request.num_blocks(), uuid,
+                                     std::move(memory));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!pools_.emplace(request.name(), pool).second) {
+    return absl::AlreadyExistsError(absl::StrCat("name: pool \"", request.name(),
+                                                 "\" already exists"));
+  }
+  return pool;
+}
+
+absl::Status PoolTable::Destroy(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (pools_.erase(name) == 0) {
+    return absl::NotFoundError(absl::StrCat("name: pool \"", name, "\" does not exist"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Find(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = pools_.find(name);
+  if (it == pools_.end()) {
+    return absl::NotFoundError(absl::StrCat("pool: \"", name, "\" does not exist"));
+  }
+  return it->second;
+}
+
+std::vector<std::shared_ptr<Pool>> PoolTable::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<Pool>> out;
+  for (const auto& [name, pool] : pools_) out.push_back(pool);
+  return out;
+}
+
+}  // namespace kvshuttle

@@ -1,0 +1,74 @@
+// Pools: daemon-owned memory of N blocks in one layout, shared by name across sessions (TP
+// ranks of one model write their head slices into the same pool blocks).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/layout.h"
+#include "kvshuttle/v1/kvshuttle.pb.h"
+#include "server/block_set.h"
+#include "server/runtime/gpu_runtime.h"
+
+namespace kvshuttle {
+
+class Pool {
+ public:
+  Pool(std::string name, LayoutDesc layout, int64_t num_blocks, std::string gpu_uuid,
+       std::shared_ptr<Memory> memory);
+
+  const std::string& name() const { return name_; }
+  const LayoutDesc& layout() const { return layout_; }
+  int64_t num_blocks() const { return num_blocks_; }
+  // Address table in the block-set form (block-major, AddressesPerBlock per block).
+  const std::vector<uint64_t>& addresses() const { return addresses_; }
+  Placement placement() const;
+  const std::shared_ptr<Memory>& memory() const { return memory_; }
+
+  // Allocates `count` free blocks (lowest ids first); RESOURCE_EXHAUSTED when fewer are free.
+  absl::StatusOr<std::vector<uint32_t>> Allocate(int64_t count);
+  // Frees blocks; OUT_OF_RANGE for ids ≥ num_blocks, FAILED_PRECONDITION for blocks that are
+  // not allocated (nothing is freed then).
+  absl::Status Free(const std::vector<uint32_t>& ids);
+  v1::Pool ToProto() const;
+
+ private:
+  const std::string name_;
+  const LayoutDesc layout_;
+  const int64_t num_blocks_;
+  const std::string gpu_uuid_;
+  const std::shared_ptr<Memory> memory_;
+  std::vector<uint64_t> addresses_;
+  mutable std::mutex mu_;
+  std::vector<bool> in_use_;
+  int64_t used_ = 0;
+};
+
+// The daemon's pools by name.
+class PoolTable {
+ public:
+  PoolTable(GpuRuntime& gpu, int max_pools) : gpu_(gpu), max_pools_(max_pools) {}
+
+  // Validates and allocates. INVALID_ARGUMENT for a bad name/layout/num_blocks/memory kind;
+  // ALREADY_EXISTS for a taken name; RESOURCE_EXHAUSTED over max_pools or out of memory;
+  // FAILED_PRECONDITION for device memory without a GPU or an unknown gpu_uuid.
+  absl::StatusOr<std::shared_ptr<Pool>> Create(const v1::CreatePoolRequest& request);
+  // Removes the name; the memory goes when the last in-flight job using it finishes.
+  absl::Status Destroy(const std::string& name);
+  // NOT_FOUND naming the pool.
+  absl::StatusOr<std::shared_ptr<Pool>> Find(const std::string& name) const;
+  std::vector<std::shared_ptr<Pool>> List() const;
+
+ private:
+  GpuRuntime& gpu_;
+  const int max_pools_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Pool>> pools_;
+};
+
+}  // namespace kvshuttle

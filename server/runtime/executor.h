@@ -1,0 +1,67 @@
+// Executors run jobs: one GPU worker per device (thread + stream + Converter) and one CPU
+// executor for host-only jobs. Both take tasks through a bounded queue.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "core/backend.h"
+#include "core/plan.h"
+
+namespace kvshuttle {
+
+// What happened to one task. `status` is OK when the copy completed; CANCELLED when the task
+// was cancelled before launch; DEADLINE_EXCEEDED when its deadline passed before launch.
+struct JobOutcome {
+  absl::Status status;
+  Backend backend = Backend::kAuto;  // backend used (kAuto when nothing ran)
+  absl::Duration queued;             // submit → launch (or → drop)
+  absl::Duration run;                // launch → completion
+};
+
+// One job handed to an executor. The plan's addresses are valid while `holds` is alive.
+struct JobTask {
+  explicit JobTask(TransferPlan p) : plan(std::move(p)) {}
+
+  uint64_t job_id = 0;
+  TransferPlan plan;
+  Backend backend = Backend::kAuto;
+  int max_sms = 0;
+  // Keeps the memory of both sides (regions, pools) alive until the task is done.
+  std::vector<std::shared_ptr<const void>> holds;
+  // Set by CancelJobs or a closing session; checked right before launch.
+  std::shared_ptr<std::atomic<bool>> cancelled;
+  absl::Time submitted = absl::Now();
+  absl::Time deadline = absl::InfiniteFuture();  // not launched after this
+  // Called exactly once from the executor's thread, after the copy is complete (or dropped).
+  // `holds` are released right after it returns.
+  std::function<void(const JobOutcome&)> done;
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // "gpu:<uuid>" or "cpu".
+  virtual const std::string& name() const = 0;
+  // Queues all `tasks` or none. RESOURCE_EXHAUSTED naming the executor, the queue depth and
+  // its capacity when they don't fit; UNAVAILABLE once draining. On error `tasks` is untouched.
+  virtual absl::Status Submit(std::vector<std::unique_ptr<JobTask>>& tasks) = 0;
+  virtual int queue_depth() const = 0;
+  virtual int capacity() const = 0;
+  virtual uint64_t jobs_done() const = 0;
+  // Stops accepting tasks, runs everything already queued, waits for in-flight work and joins
+  // the thread(s). Idempotent.
+  virtual void Drain() = 0;
+};
+
+// The CPU executor: `threads` threads (≥ 1) running plans with memcpy (ExecutePlanOnHost),
+// queue of `capacity` tasks. Backend reported: kernel (the CPU stands in for the SM kernel).
+std::unique_ptr<Executor> CreateCpuExecutor(int threads, int capacity);
+
+}  // namespace kvshuttle

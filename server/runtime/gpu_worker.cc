@@ -1,0 +1,209 @@
+// The worker of one GPU: a thread that takes batches of tasks from the queue, launches each on
+// its one non-blocking stream through the Converter, records an event after each, and reports
+// completions in order. Once the device is in a sticky error state every later task fails fast
+// with INTERNAL.
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <cuda_runtime_api.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/status_macros.h"
+#include "kernels/converter.h"
+#include "kernels/cuda_check.h"
+#include "server/runtime/cuda_runtime.h"
+#include "server/runtime/task_queue.h"
+
+namespace kvshuttle {
+namespace {
+
+// Most tasks taken from the queue (and launched ahead of the first completion) at once.
+constexpr int kMaxBatch = 64;
+
+class GpuWorker : public Executor {
+ public:
+  GpuWorker(int ordinal, const std::string& uuid, int capacity)
+      : ordinal_(ordinal), name_(absl::StrCat("gpu:", uuid)), queue_(std::max(capacity, 1)) {}
+
+  ~GpuWorker() override {
+    Drain();
+    int previous = -1;
+    const bool restore = cudaGetDevice(&previous) == cudaSuccess;
+    cudaSetDevice(ordinal_);
+    for (cudaEvent_t event : free_events_) cudaEventDestroy(event);
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+    converter_.reset();
+    if (restore) cudaSetDevice(previous);
+  }
+
+  // Creates the stream and the converter on the caller's thread (its device is preserved),
+  // then starts the worker thread.
+  absl::Status Start() {
+    ASSIGN_OR_RETURN(converter_, Converter::Create(ordinal_));
+    int previous = 0;
+    CUDA_RETURN_IF_ERROR(cudaGetDevice(&previous));
+    CUDA_RETURN_IF_ERROR(cudaSetDevice(ordinal_));
+    const cudaError_t error = cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking);
+    CUDA_RETURN_IF_ERROR(cudaSetDevice(previous));
+    if (error != cudaSuccess) {
+      return CudaStatus(error, absl::StrCat("cudaStreamCreateWithFlags on ", name_));
+    }
+    thread_ = std::thread([this] { Loop(); });
+    return absl::OkStatus();
+  }
+
+  const std::string& name() const override { return name_; }
+  absl::Status Submit(std::vector<std::unique_ptr<JobTask>>& tasks) override {
+    return SubmitToQueue(queue_, name_, tasks);
+  }
+  int queue_depth() const override { return queue_.size(); }
+  int capacity() const override { return queue_.capacity(); }
+  uint64_t jobs_done() const override { return jobs_done_.load(std::memory_order_relaxed); }
+
+  void Drain() override {
+    std::lock_guard<std::mutex> lock(drain_mutex_);
+    queue_.Close();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  // A task whose copy is on the stream, with the event recorded after it.
+  struct Launched {
+    std::unique_ptr<JobTask> task;
+    cudaEvent_t event = nullptr;
+    Backend backend = Backend::kAuto;
+    absl::Time launch;
+  };
+
+  void Loop() {
+    const cudaError_t set = cudaSetDevice(ordinal_);
+    if (set != cudaSuccess) MarkSticky(set, "cudaSetDevice in the worker thread");
+    while (true) {
+      std::vector<std::unique_ptr<JobTask>> batch = queue_.PopBatch(kMaxBatch);
+      if (batch.empty()) return;  // closed and drained
+      std::vector<Launched> launched;
+      launched.reserve(batch.size());
+      for (std::unique_ptr<JobTask>& task : batch) Launch(std::move(task), launched);
+      for (Launched& l : launched) Finish(l);
+    }
+  }
+
+  // Launches `task` and appends it to `launched`, or completes it right away when it is
+  // dropped, fails to launch, or the device is unusable.
+  void Launch(std::unique_ptr<JobTask> task, std::vector<Launched>& launched) {
+    const absl::Time launch = absl::Now();
+    if (std::optional<JobOutcome> dropped = DropOutcome(*task, launch)) {
+      Complete(std::move(task), *dropped);
+      return;
+    }
+    JobOutcome failed;
+    failed.queued = launch - task->submitted;
+    if (!sticky_.ok()) {
+      failed.status = sticky_;
+      Complete(std::move(task), failed);
+      return;
+    }
+    const absl::StatusOr<Backend> backend =
+        converter_->Enqueue(task->plan, LaunchOptions{task->backend, task->max_sms}, stream_);
+    cudaEvent_t event = nullptr;
+    absl::Status status = backend.status();
+    if (status.ok()) status = RecordEvent(&event);
+    if (!status.ok()) {
+      // Part of the copy may be on the stream: wait before the task's memory is released.
+      const cudaError_t sync = cudaStreamSynchronize(stream_);
+      if (sync != cudaSuccess) MarkSticky(sync, "cudaStreamSynchronize after a failed launch");
+      ProbeSticky();
+      failed.status = absl::Status(
+          status.code(), absl::StrCat("job ", task->job_id, " on ", name_, ": ", status.message()));
+      failed.run = absl::Now() - launch;
+      Complete(std::move(task), failed);
+      return;
+    }
+    launched.push_back(Launched{std::move(task), event, *backend, launch});
+  }
+
+  // Waits for a launched task's event and completes it.
+  void Finish(Launched& l) {
+    const cudaError_t error = cudaEventSynchronize(l.event);
+    JobOutcome outcome;
+    outcome.backend = l.backend;
+    outcome.queued = l.launch - l.task->submitted;
+    outcome.run = absl::Now() - l.launch;
+    if (error == cudaSuccess) {
+      free_events_.push_back(l.event);
+    } else {
+      // Errors of asynchronous work are sticky: the context is unusable from now on.
+      MarkSticky(error, absl::StrCat("job ", l.task->job_id));
+      outcome.status = sticky_;
+      cudaEventDestroy(l.event);
+    }
+    Complete(std::move(l.task), outcome);
+  }
+
+  absl::Status RecordEvent(cudaEvent_t* event) {
+    if (free_events_.empty()) {
+      CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(event, cudaEventDisableTiming));
+    } else {
+      *event = free_events_.back();
+      free_events_.pop_back();
+    }
+    const cudaError_t error = cudaEventRecord(*event, stream_);
+    if (error != cudaSuccess) {
+      free_events_.push_back(*event);
+      *event = nullptr;
+      return CudaStatus(error, "cudaEventRecord after the copy");
+    }
+    return absl::OkStatus();
+  }
+
+  // Checks the stream for an error left by earlier work (a sticky error shows up here).
+  void ProbeSticky() {
+    const cudaError_t error = cudaStreamQuery(stream_);
+    if (error != cudaSuccess && error != cudaErrorNotReady) MarkSticky(error, "cudaStreamQuery");
+    cudaGetLastError();  // clears a non-sticky launch error; a sticky one stays
+  }
+
+  void MarkSticky(cudaError_t error, absl::string_view context) {
+    if (!sticky_.ok()) return;
+    sticky_ = absl::InternalError(absl::StrCat(
+        name_, " is in a CUDA error state since ", context, ": ", cudaGetErrorName(error), " (",
+        cudaGetErrorString(error), "); every later job on this GPU fails; restart the daemon"));
+    std::fprintf(stderr, "kvshuttled: %s\n", sticky_.ToString().c_str());
+  }
+
+  void Complete(std::unique_ptr<JobTask> task, const JobOutcome& outcome) {
+    CompleteTask(std::move(task), outcome);
+    jobs_done_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  const int ordinal_;
+  const std::string name_;
+  TaskQueue queue_;
+  std::unique_ptr<Converter> converter_;
+  cudaStream_t stream_ = nullptr;
+  std::thread thread_;
+  std::mutex drain_mutex_;
+  std::atomic<uint64_t> jobs_done_{0};
+  // Only the worker thread touches these while it runs.
+  std::vector<cudaEvent_t> free_events_;
+  absl::Status sticky_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Executor>> CreateGpuWorker(int ordinal, const std::string& uuid,
+                                                          int capacity) {
+  auto worker = std::make_unique<GpuWorker>(ordinal, uuid, capacity);
+  RETURN_IF_ERROR(worker->Start());
+  return worker;
+}
+
+}  // namespace kvshuttle

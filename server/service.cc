@@ -1,0 +1,66 @@
+// ShuttleService: one line per RPC.
+#include "server/service.h"
+
+#include <chrono>
+
+#include "server/status_map.h"
+
+namespace kvshuttle {
+namespace {
+
+CallContext ContextOf(grpc::ServerContext* ctx) {
+  CallContext call;
+  const auto deadline = ctx->deadline();
+  if (deadline != std::chrono::system_clock::time_point::max()) {
+    call.deadline = absl::FromChrono(deadline);
+  }
+  call.cancelled = [ctx] { return ctx->IsCancelled(); };
+  return call;
+}
+
+}  // namespace
+
+#define KVS_UNARY(Method)                                                               \
+  grpc::Status ShuttleService::Method(grpc::ServerContext*, const v1::Method##Request* req, \
+                                      v1::Method##Response* resp) {                     \
+    return ToGrpcStatus(daemon_.Method(*req, resp));                                    \
+  }
+
+KVS_UNARY(GetInfo)
+KVS_UNARY(OpenSession)
+KVS_UNARY(KeepAlive)
+KVS_UNARY(CloseSession)
+KVS_UNARY(ListSessions)
+KVS_UNARY(RegisterRegion)
+KVS_UNARY(UnregisterRegion)
+KVS_UNARY(ListRegions)
+KVS_UNARY(RegisterBlockSet)
+KVS_UNARY(UnregisterBlockSet)
+KVS_UNARY(ListBlockSets)
+KVS_UNARY(CreatePool)
+KVS_UNARY(DestroyPool)
+KVS_UNARY(ListPools)
+KVS_UNARY(AllocateBlocks)
+KVS_UNARY(FreeBlocks)
+KVS_UNARY(CancelJobs)
+KVS_UNARY(GetStats)
+#undef KVS_UNARY
+
+grpc::Status ShuttleService::SubmitBatch(grpc::ServerContext* ctx,
+                                         const v1::SubmitBatchRequest* req,
+                                         v1::SubmitBatchResponse* resp) {
+  return ToGrpcStatus(daemon_.SubmitBatch(*req, ContextOf(ctx), resp));
+}
+
+grpc::Status ShuttleService::Wait(grpc::ServerContext* ctx, const v1::WaitRequest* req,
+                                  v1::WaitResponse* resp) {
+  return ToGrpcStatus(daemon_.Wait(*req, ContextOf(ctx), resp));
+}
+
+grpc::Status ShuttleService::Attach(grpc::ServerContext* ctx, const v1::AttachRequest* req,
+                                    grpc::ServerWriter<v1::SessionEvent>* writer) {
+  return ToGrpcStatus(daemon_.Attach(
+      *req, ContextOf(ctx), [writer](const v1::SessionEvent& e) { return writer->Write(e); }));
+}
+
+}  // namespace kvshuttle

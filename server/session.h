@@ -1,0 +1,113 @@
+// Sessions: everything one client registered, its jobs and its completion events. A session
+// is the unit of isolation — ids are looked up only inside the caller's session.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "kvshuttle/v1/kvshuttle.pb.h"
+#include "server/block_set.h"
+#include "server/options.h"
+
+namespace kvshuttle {
+
+struct RegionEntry {
+  v1::Region info;  // region_id, name, memory, gpu_uuid, size
+  std::shared_ptr<Memory> memory;
+};
+
+struct JobRecord {
+  v1::JobResult result;
+  std::shared_ptr<std::atomic<bool>> cancelled;
+};
+
+class Session {
+ public:
+  Session(std::string id, std::string client_name, absl::Time lease_deadline, const Limits& limits)
+      : id_(std::move(id)),
+        client_name_(std::move(client_name)),
+        created_(absl::Now()),
+        limits_(limits),
+        lease_deadline_(lease_deadline) {}
+
+  const std::string& id() const { return id_; }
+  const std::string& client_name() const { return client_name_; }
+
+  // Regions. AddRegion: RESOURCE_EXHAUSTED over the quota, ALREADY_EXISTS for a taken name,
+  // FAILED_PRECONDITION when closed.
+  absl::StatusOr<v1::Region> AddRegion(uint64_t id, const std::string& name,
+                                       v1::Region info, std::shared_ptr<Memory> memory);
+  // Returns deferred = true when block sets or jobs still use it (released when they finish).
+  // A repeat on a region of this session that is already released or releasing is OK.
+  absl::StatusOr<bool> RemoveRegion(uint64_t id);
+  absl::StatusOr<RegionView> FindRegion(uint64_t id) const;
+  std::vector<v1::Region> ListRegions() const;
+
+  // Block sets; same error conventions.
+  absl::Status AddBlockSet(std::shared_ptr<BlockSetRecord> record);
+  absl::Status RemoveBlockSet(uint64_t id);
+  // NOT_FOUND for unknown ids; FAILED_PRECONDITION when one of its regions is releasing.
+  absl::StatusOr<std::shared_ptr<BlockSetRecord>> FindBlockSet(uint64_t id) const;
+  std::vector<std::shared_ptr<BlockSetRecord>> ListBlockSets() const;
+
+  // Jobs. AddJobs registers queued jobs; CompleteJob records a result and queues an event.
+  absl::Status AddJobs(const std::vector<std::pair<uint64_t, std::shared_ptr<std::atomic<bool>>>>&
+                           jobs);
+  void CompleteJob(const v1::JobResult& result);
+  // Cancels queued jobs among `ids`; NOT_FOUND for an id that is not this session's.
+  absl::StatusOr<std::vector<uint64_t>> CancelJobs(const std::vector<uint64_t>& ids);
+  // Waits until every job in `ids` finished, the deadline passed, the session closed or
+  // `cancelled()` returns true. NOT_FOUND for unknown ids. Returns results in `ids` order.
+  absl::StatusOr<v1::WaitResponse> Wait(const std::vector<uint64_t>& ids, absl::Time deadline,
+                                        const std::function<bool()>& cancelled);
+
+  // Attach stream support. Attach: FAILED_PRECONDITION if already attached or closed.
+  absl::Status Attach();
+  void Detach();
+  // Pops pending events, waiting up to `timeout`; `closed` reports whether the session closed.
+  std::vector<v1::JobResult> TakeEvents(absl::Duration timeout, bool* closed);
+
+  // Lease: Touch extends it; Expired says the session should be closed by the reaper.
+  void Touch(absl::Time lease_deadline);
+  bool Expired(absl::Time now) const;
+
+  // Marks the session closed: cancels queued jobs, drops regions and block sets (memory goes
+  // once in-flight jobs finish), wakes waiters. Idempotent.
+  void Close();
+  bool closed() const;
+
+  v1::SessionSummary Summary(bool own) const;
+  int pending_jobs() const;
+
+ private:
+  void EvictHistoryLocked();
+
+  const std::string id_;
+  const std::string client_name_;
+  const absl::Time created_;
+  const Limits limits_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  absl::Time lease_deadline_;
+  bool attached_ = false;
+  bool closed_ = false;
+  std::map<uint64_t, RegionEntry> regions_;
+  std::map<uint64_t, std::weak_ptr<Memory>> released_regions_;
+  std::map<uint64_t, std::shared_ptr<BlockSetRecord>> block_sets_;
+  std::map<uint64_t, JobRecord> jobs_;
+  std::deque<uint64_t> finished_;  // finished job ids, oldest first (history bound)
+  int pending_ = 0;
+  std::deque<v1::JobResult> events_;
+};
+
+}  // namespace kvshuttle
