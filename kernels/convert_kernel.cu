@@ -1,7 +1,8 @@
-// The SM copy kernel behind every conversion. One launch moves a whole batch: the work is split
-// into tiles of threads*kUnroll vectors, a tile never crossing a chunk, and CTAs stride over the
-// tiles. Each thread loads kUnroll vectors before storing any (memory-level parallelism). Row
-// and chunk coordinates come from FastDivmod, never from per-element 64-bit division.
+// The SM copy kernel behind every conversion. One launch moves a whole batch: its chunk copies
+// form one flat space of vectors, cut into tiles of threads × kUnroll vectors that CTAs stride
+// over. Each thread loads kUnroll vectors before storing any (memory-level parallelism). Chunk,
+// row and column come from FastDivmod (32-bit multiply-high), never from per-element 64-bit
+// division; the one 64-bit division is per tile.
 #include "kernels/convert_kernel.h"
 
 #include <algorithm>
@@ -13,22 +14,35 @@
 namespace kvshuttle {
 namespace {
 
-constexpr int kUnroll = 4;
+// Experiment switches (bench/README.md, docs/performance.md); the defaults are the measured
+// winners.
+#ifndef KVS_EXP_STREAMING
+#define KVS_EXP_STREAMING 1
+#endif
+#ifndef KVS_EXP_UNROLL16
+#define KVS_EXP_UNROLL16 8
+#endif
 
 template <int kBytes>
 struct VecOf;
-template <> struct VecOf<1> { using type = uint8_t; };
-template <> struct VecOf<2> { using type = uint16_t; };
-template <> struct VecOf<4> { using type = uint32_t; };
+template <> struct VecOf<1> { using type = unsigned char; };
+template <> struct VecOf<2> { using type = unsigned short; };
+template <> struct VecOf<4> { using type = unsigned int; };
 template <> struct VecOf<8> { using type = uint2; };
 template <> struct VecOf<16> { using type = uint4; };
+
+// Vectors per thread per tile: enough bytes in flight for narrow vectors too.
+template <int V>
+constexpr int UnrollFor() {
+  return V == 16 ? KVS_EXP_UNROLL16 : (V == 8 ? 8 : 16);
+}
 
 // Kernel parameters; all strides in bytes, counts in vectors of the kernel's width.
 struct ChunkCopyParams {
   const ChunkAddress* chunks;  // [num_chunks] first-row addresses of each chunk copy
-  uint64_t num_tiles;          // num_chunks * tiles_per_chunk
-  uint32_t tiles_per_chunk;
-  uint32_t vecs_per_chunk;     // chunk_bytes / V
+  uint64_t num_chunks;
+  uint64_t num_tiles;          // ceil(num_chunks * vecs_per_chunk / tile_vecs)
+  FastDivmod vecs_per_chunk;   // chunk_bytes / V
   FastDivmod vecs_per_row;     // row_bytes / V
   FastDivmod inner_count;      // rows of the inner dimension
   int64_t src_inner_stride;
@@ -37,48 +51,96 @@ struct ChunkCopyParams {
   int64_t dst_outer_stride;
 };
 
+template <typename Vec>
+__device__ __forceinline__ Vec Load(const Vec* p) {
+#if KVS_EXP_STREAMING
+  return __ldcs(p);
+#else
+  return *p;
+#endif
+}
+
+template <typename Vec>
+__device__ __forceinline__ void Store(Vec* p, const Vec& v) {
+#if KVS_EXP_STREAMING
+  __stcs(p, v);
+#else
+  *p = v;
+#endif
+}
+
+// The batch is one flat index space of num_chunks × vecs_per_chunk vectors; a tile is
+// blockDim.x × kUnroll consecutive vectors and may span several small chunks, so no thread
+// idles on chunks smaller than a tile (head-slice and one-layer jobs).
+// Loads vector k of this thread's share of one tile; kOneChunk: the whole tile lies in chunk0
+// (the common case for chunks ≥ a tile), so the chunk address is read once.
+template <int V, bool kOneChunk>
+__device__ __forceinline__ void CopyTile(const ChunkCopyParams& p, uint64_t chunk0,
+                                         uint32_t local0) {
+  using Vec = typename VecOf<V>::type;
+  constexpr int kUnroll = UnrollFor<V>();
+  const uint32_t vpc = p.vecs_per_chunk.divisor;
+  ChunkAddress c0{};
+  if (kOneChunk) c0 = p.chunks[chunk0];
+  Vec regs[kUnroll];
+  uint64_t dst[kUnroll];
+#pragma unroll
+  for (int k = 0; k < kUnroll; ++k) {
+    const uint32_t t = local0 + threadIdx.x + k * blockDim.x;  // < vpc + tile_vecs
+    uint32_t idx = t;
+    uint64_t chunk = chunk0;
+    if (!kOneChunk) {
+      const uint32_t dc = p.vecs_per_chunk.Div(t);
+      chunk += dc;
+      idx = t - dc * vpc;
+    }
+    dst[k] = 0;
+    if (kOneChunk || chunk < p.num_chunks) {
+      const ChunkAddress c = kOneChunk ? c0 : p.chunks[chunk];
+      const uint32_t row = p.vecs_per_row.Div(idx);
+      const uint32_t v = idx - row * p.vecs_per_row.divisor;
+      const uint32_t outer = p.inner_count.Div(row);
+      const uint32_t inner = row - outer * p.inner_count.divisor;
+      const uint64_t src = c.src + outer * p.src_outer_stride + inner * p.src_inner_stride +
+                           uint64_t{v} * V;
+      dst[k] = c.dst + outer * p.dst_outer_stride + inner * p.dst_inner_stride + uint64_t{v} * V;
+      regs[k] = Load(reinterpret_cast<const Vec*>(src));
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kUnroll; ++k) {
+    if (dst[k] != 0) Store(reinterpret_cast<Vec*>(dst[k]), regs[k]);
+  }
+}
+
+// The batch is one flat index space of num_chunks × vecs_per_chunk vectors; a tile is
+// blockDim.x × kUnroll consecutive vectors and may span several small chunks, so no thread
+// idles on chunks smaller than a tile (head-slice and one-layer jobs).
 template <int V>
 __global__ void __launch_bounds__(1024) ChunkCopyKernel(const ChunkCopyParams p) {
-  using Vec = typename VecOf<V>::type;
-  const uint32_t tile_vecs = blockDim.x * kUnroll;
+  const uint32_t tile_vecs = blockDim.x * UnrollFor<V>();
+  const uint32_t vpc = p.vecs_per_chunk.divisor;
   for (uint64_t tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
-    const uint64_t chunk = tile / p.tiles_per_chunk;
-    const uint32_t first = static_cast<uint32_t>(tile - chunk * p.tiles_per_chunk) * tile_vecs;
-    const ChunkAddress c = p.chunks[chunk];
-    Vec regs[kUnroll];
-    uint64_t dst[kUnroll];
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
-      const uint32_t idx = first + threadIdx.x + k * blockDim.x;
-      dst[k] = 0;
-      if (idx < p.vecs_per_chunk) {
-        const uint32_t row = p.vecs_per_row.Div(idx);
-        const uint32_t v = idx - row * p.vecs_per_row.divisor;
-        const uint32_t outer = p.inner_count.Div(row);
-        const uint32_t inner = row - outer * p.inner_count.divisor;
-        const uint64_t src = c.src + outer * p.src_outer_stride + inner * p.src_inner_stride +
-                             uint64_t{v} * V;
-        dst[k] = c.dst + outer * p.dst_outer_stride + inner * p.dst_inner_stride + uint64_t{v} * V;
-        regs[k] = *reinterpret_cast<const Vec*>(src);
-      }
-    }
-#pragma unroll
-    for (int k = 0; k < kUnroll; ++k) {
-      if (dst[k] != 0) *reinterpret_cast<Vec*>(dst[k]) = regs[k];
+    const uint64_t first = tile * tile_vecs;
+    const uint64_t chunk0 = first / vpc;  // once per tile
+    const uint32_t local0 = static_cast<uint32_t>(first - chunk0 * vpc);
+    if (local0 + tile_vecs <= vpc) {
+      CopyTile<V, true>(p, chunk0, local0);
+    } else {
+      CopyTile<V, false>(p, chunk0, local0);
     }
   }
 }
 
 template <int V>
-absl::Status Launch(const TransferPlan& plan, const ChunkAddress* device_chunks, int grid_limit,
-                    int threads, cudaStream_t stream) {
-  const ChunkGeometry& g = plan.geometry();
+absl::Status Launch(const ChunkGeometry& g, const ChunkAddress* device_chunks,
+                    uint64_t num_chunks, int grid_limit, int threads, cudaStream_t stream) {
   ChunkCopyParams p;
   p.chunks = device_chunks;
-  p.vecs_per_chunk = static_cast<uint32_t>(g.chunk_bytes() / V);
-  const uint32_t tile_vecs = static_cast<uint32_t>(threads) * kUnroll;
-  p.tiles_per_chunk = (p.vecs_per_chunk + tile_vecs - 1) / tile_vecs;
-  p.num_tiles = static_cast<uint64_t>(plan.chunks().size()) * p.tiles_per_chunk;
+  p.num_chunks = num_chunks;
+  p.vecs_per_chunk = FastDivmod(static_cast<uint32_t>(g.chunk_bytes() / V));
+  const uint64_t tile_vecs = static_cast<uint64_t>(threads) * UnrollFor<V>();
+  p.num_tiles = (p.num_chunks * p.vecs_per_chunk.divisor + tile_vecs - 1) / tile_vecs;
   p.vecs_per_row = FastDivmod(static_cast<uint32_t>(g.row_bytes / V));
   p.inner_count = FastDivmod(static_cast<uint32_t>(g.inner_count));
   p.src_inner_stride = g.src_inner_stride;
@@ -93,23 +155,47 @@ absl::Status Launch(const TransferPlan& plan, const ChunkAddress* device_chunks,
 
 }  // namespace
 
+int ResidentCtasPerSm(int alignment, int threads) {
+  int per_sm = 1;
+  const void* kernel = nullptr;
+  switch (alignment) {
+    case 16: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<16>); break;
+    case 8: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<8>); break;
+    case 4: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<4>); break;
+    case 2: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<2>); break;
+    default: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<1>); break;
+  }
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess) {
+    cudaGetLastError();
+    return 1;
+  }
+  return std::max(per_sm, 1);
+}
+
 absl::Status LaunchChunkCopy(const TransferPlan& plan, const ChunkAddress* device_chunks,
                              int grid_limit, int threads, cudaStream_t stream) {
-  if (plan.empty()) return absl::OkStatus();
+  return LaunchChunkCopy(plan.geometry(), plan.alignment(), device_chunks, plan.chunks().size(),
+                         grid_limit, threads, stream);
+}
+
+absl::Status LaunchChunkCopy(const ChunkGeometry& geometry, int alignment,
+                             const ChunkAddress* device_chunks, uint64_t num_chunks,
+                             int grid_limit, int threads, cudaStream_t stream) {
+  if (num_chunks == 0) return absl::OkStatus();
   if (grid_limit < 1 || threads < 32 || threads > 1024 || threads % 32 != 0) {
     return absl::InvalidArgumentError(absl::StrCat("LaunchChunkCopy: grid_limit ", grid_limit,
                                                    " must be ≥ 1 and threads ", threads,
                                                    " a multiple of 32 in [32, 1024]"));
   }
-  switch (plan.alignment()) {
-    case 16: return Launch<16>(plan, device_chunks, grid_limit, threads, stream);
-    case 8: return Launch<8>(plan, device_chunks, grid_limit, threads, stream);
-    case 4: return Launch<4>(plan, device_chunks, grid_limit, threads, stream);
-    case 2: return Launch<2>(plan, device_chunks, grid_limit, threads, stream);
-    case 1: return Launch<1>(plan, device_chunks, grid_limit, threads, stream);
+  switch (alignment) {
+    case 16: return Launch<16>(geometry, device_chunks, num_chunks, grid_limit, threads, stream);
+    case 8: return Launch<8>(geometry, device_chunks, num_chunks, grid_limit, threads, stream);
+    case 4: return Launch<4>(geometry, device_chunks, num_chunks, grid_limit, threads, stream);
+    case 2: return Launch<2>(geometry, device_chunks, num_chunks, grid_limit, threads, stream);
+    case 1: return Launch<1>(geometry, device_chunks, num_chunks, grid_limit, threads, stream);
     default:
       return absl::InternalError(
-          absl::StrCat("LaunchChunkCopy: unsupported vector width ", plan.alignment()));
+          absl::StrCat("LaunchChunkCopy: unsupported vector width ", alignment));
   }
 }
 

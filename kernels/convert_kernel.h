@@ -17,4 +17,14 @@ namespace kvshuttle {
 absl::Status LaunchChunkCopy(const TransferPlan& plan, const ChunkAddress* device_chunks,
                              int grid_limit, int threads, cudaStream_t stream);
 
+// CTAs of `threads` threads that fit on one SM at once for the kernel of this vector width;
+// the grid of an uncapped launch is this × the SM count (a persistent grid, one wave).
+int ResidentCtasPerSm(int alignment, int threads);
+
+// The same over `num_chunks` chunk copies of `geometry` whose addresses (device table) are all
+// multiples of `alignment` (1, 2, 4, 8 or 16) — e.g. one window of a staged job.
+absl::Status LaunchChunkCopy(const ChunkGeometry& geometry, int alignment,
+                             const ChunkAddress* device_chunks, uint64_t num_chunks,
+                             int grid_limit, int threads, cudaStream_t stream);
+
 }  // namespace kvshuttle

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -14,7 +15,6 @@ namespace kvshuttle {
 namespace {
 
 constexpr int kThreads = 256;          // CTA size without an SM cap
-constexpr int kCtasPerSm = 8;          // 8 × 256 threads fill an SM
 constexpr int kCappedThreads = 1024;   // one big CTA per allowed SM under a cap
 constexpr uint64_t kAsyncMinRunBytes = uint64_t{1} << 20;
 constexpr size_t kAsyncMaxRuns = 256;
@@ -69,16 +69,58 @@ absl::Status EnqueueBatch(const std::vector<CopyRun>& runs, cudaStream_t stream)
 
 }  // namespace
 
-Backend ChooseBackend(const TransferPlan& plan) {
-  // Only whole-chunk runs can be few and large; anything row-granular goes to the kernel.
-  if (plan.RowsPerChunk() != 1 || plan.chunks().size() > 4 * kAsyncMaxRuns) {
-    return Backend::kKernel;
+namespace {
+
+// async when the whole plan is a few large contiguous runs (the copy engines win there).
+bool FewLargeRuns(const TransferPlan& plan) {
+  if (plan.empty() || plan.RowsPerChunk() != 1 || plan.chunks().size() > 4 * kAsyncMaxRuns) {
+    return false;
   }
   const std::vector<CopyRun> runs = plan.Runs();
-  if (runs.size() > kAsyncMaxRuns) return Backend::kKernel;
+  if (runs.size() > kAsyncMaxRuns) return false;
   uint64_t smallest = UINT64_MAX;
   for (const CopyRun& r : runs) smallest = std::min(smallest, r.bytes);
-  return smallest >= kAsyncMinRunBytes ? Backend::kAsync : Backend::kKernel;
+  return smallest >= kAsyncMinRunBytes;
+}
+
+bool IsPinnedHost(uint64_t address) {
+  cudaPointerAttributes attrs{};
+  if (cudaPointerGetAttributes(&attrs, reinterpret_cast<const void*>(address)) != cudaSuccess) {
+    cudaGetLastError();  // unregistered host memory: not ours to stage
+    return false;
+  }
+  return attrs.type == cudaMemoryTypeHost;
+}
+
+}  // namespace
+
+std::optional<Converter::StagedJob> Converter::StagedShape(const TransferPlan& plan) const {
+  if (plan.empty() || plan.num_pairs() == 0) return std::nullopt;
+  const bool src_host = IsPinnedHost(plan.chunks()[0].src);
+  const bool dst_host = IsPinnedHost(plan.chunks()[0].dst);
+  if (src_host == dst_host) return std::nullopt;
+  const TransferSpec& r = plan.spec();
+  const LayoutDesc& host = dst_host ? r.dst : r.src;
+  if (IsStack(host.kind) || r.heads.count != host.shape.nh || r.layers.count != host.shape.nl ||
+      r.token_count != host.shape.nt) {
+    return std::nullopt;  // the host side is not written/read as whole contiguous blocks
+  }
+  const uint64_t block_bytes =
+      static_cast<uint64_t>(BytesPerAddress(host.kind, host.shape, DTypeSize(host.dtype)));
+  if (block_bytes > kStagingPieceBytes) return std::nullopt;
+  return StagedJob{dst_host, block_bytes};
+}
+
+Backend Converter::Choose(const TransferPlan& plan, Backend requested) const {
+  switch (requested) {
+    case Backend::kAuto:
+      if (plan.bytes() >= (int64_t{8} << 20) && StagedShape(plan)) return Backend::kStaged;
+      return FewLargeRuns(plan) ? Backend::kAsync : Backend::kKernel;
+    case Backend::kStaged:
+      return StagedShape(plan) ? Backend::kStaged : Backend::kKernel;
+    default:
+      return requested;
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Converter>> Converter::Create(int device) {
@@ -106,6 +148,16 @@ Converter::~Converter() {
       cudaEventDestroy(slot.free);
     }
   }
+  if (copy_stream_ != nullptr) {
+    cudaStreamSynchronize(copy_stream_);
+    for (int i = 0; i < kStagingPieces; ++i) {
+      cudaEventSynchronize(piece_free_[i]);
+      cudaEventDestroy(piece_free_[i]);
+      cudaEventDestroy(piece_ready_[i]);
+    }
+    cudaEventDestroy(copies_done_);
+    cudaStreamDestroy(copy_stream_);
+  }
 }
 
 absl::Status Converter::EnsureSlot(Slot& slot, size_t bytes) {
@@ -116,23 +168,117 @@ absl::Status Converter::EnsureSlot(Slot& slot, size_t bytes) {
   return absl::OkStatus();
 }
 
-absl::Status Converter::EnqueueKernel(const TransferPlan& plan, const LaunchOptions& options,
-                                      cudaStream_t stream) {
-  Slot& slot = slots_[next_slot_];
+absl::Status Converter::StageTable(const std::vector<ChunkAddress>& chunks, Slot*& slot,
+                                  cudaStream_t stream) {
+  slot = &slots_[next_slot_];
   next_slot_ = (next_slot_ + 1) % kSlots;
   // The slot's previous kernel must be done reading before its tables are overwritten.
-  CUDA_RETURN_IF_ERROR(cudaEventSynchronize(slot.free));
-  const size_t table_bytes = plan.chunks().size() * sizeof(ChunkAddress);
-  RETURN_IF_ERROR(EnsureSlot(slot, table_bytes));
-  std::memcpy(slot.host.data(), plan.chunks().data(), table_bytes);
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(slot.device.data(), slot.host.data(), table_bytes,
+  CUDA_RETURN_IF_ERROR(cudaEventSynchronize(slot->free));
+  const size_t table_bytes = chunks.size() * sizeof(ChunkAddress);
+  RETURN_IF_ERROR(EnsureSlot(*slot, table_bytes));
+  std::memcpy(slot->host.data(), chunks.data(), table_bytes);
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(slot->device.data(), slot->host.data(), table_bytes,
                                        cudaMemcpyHostToDevice, stream));
+  return absl::OkStatus();
+}
+
+absl::Status Converter::EnqueueKernel(const TransferPlan& plan, const LaunchOptions& options,
+                                      cudaStream_t stream) {
+  Slot* slot = nullptr;
+  RETURN_IF_ERROR(StageTable(plan.chunks(), slot, stream));
   const bool capped = options.max_sms > 0 && options.max_sms < sm_count_;
   const int threads = capped ? kCappedThreads : kThreads;
-  const int grid_limit = capped ? options.max_sms : sm_count_ * kCtasPerSm;
-  RETURN_IF_ERROR(LaunchChunkCopy(plan, static_cast<const ChunkAddress*>(slot.device.data()),
+  const int grid_limit =
+      capped ? options.max_sms : sm_count_ * ResidentCtasPerSm(plan.alignment(), threads);
+  RETURN_IF_ERROR(LaunchChunkCopy(plan, static_cast<const ChunkAddress*>(slot->device.data()),
                                   grid_limit, threads, stream));
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(slot.free, stream));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(slot->free, stream));
+  return absl::OkStatus();
+}
+
+absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob& job,
+                                      const LaunchOptions& options, cudaStream_t stream) {
+  if (copy_stream_ == nullptr) {
+    ASSIGN_OR_RETURN(staging_, DeviceBuffer::Create(device_, kStagingPieces * kStagingPieceBytes));
+    CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+    for (int i = 0; i < kStagingPieces; ++i) {
+      CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&piece_free_[i], cudaEventDisableTiming));
+      CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&piece_ready_[i], cudaEventDisableTiming));
+    }
+    CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&copies_done_, cudaEventDisableTiming));
+  }
+  // Pairs go through the pieces in windows of `per_window` whole host blocks. The host side of
+  // each chunk is relocated into its block's slot of the window's piece.
+  const std::vector<ChunkAddress>& chunks = plan.chunks();
+  const uint64_t pairs = static_cast<uint64_t>(plan.num_pairs());
+  const uint64_t per_pair = chunks.size() / pairs;
+  const uint64_t per_window = std::max<uint64_t>(1, kStagingPieceBytes / job.block_bytes);
+  const uint64_t windows = (pairs + per_window - 1) / per_window;
+  std::vector<ChunkAddress> relocated = chunks;
+  std::vector<uint64_t> host_blocks(pairs);
+  uint64_t align_bits = job.block_bytes | kStagingPieceBytes;
+  for (uint64_t p = 0; p < pairs; ++p) {
+    const uint64_t piece = (p / per_window) % kStagingPieces;
+    const uint64_t slot_base =
+        staging_.address() + piece * kStagingPieceBytes + (p % per_window) * job.block_bytes;
+    // Full ranges on the host side: the pair's first chunk starts its host block.
+    host_blocks[p] = job.host_is_dst ? chunks[p * per_pair].dst : chunks[p * per_pair].src;
+    for (uint64_t c = p * per_pair; c < (p + 1) * per_pair; ++c) {
+      uint64_t& host = job.host_is_dst ? relocated[c].dst : relocated[c].src;
+      host = slot_base + (host - host_blocks[p]);
+      align_bits |= host;
+    }
+  }
+  int alignment = plan.alignment();
+  while (alignment > 1 && (align_bits & (alignment - 1)) != 0) alignment /= 2;
+
+  Slot* slot = nullptr;
+  RETURN_IF_ERROR(StageTable(relocated, slot, stream));
+  const ChunkAddress* table = static_cast<const ChunkAddress*>(slot->device.data());
+  const int sms = options.max_sms > 0 ? std::min(options.max_sms, sm_count_)
+                                      : std::min(kStagedSms, sm_count_);
+  // The copy stream starts after everything already queued on the caller's stream.
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(copies_done_, stream));
+  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, copies_done_));
+  const cudaMemcpyKind to_host = cudaMemcpyDeviceToHost, to_device = cudaMemcpyHostToDevice;
+  for (uint64_t w = 0; w < windows; ++w) {
+    const int piece = static_cast<int>(w % kStagingPieces);
+    const uint64_t first = w * per_window, last = std::min(pairs, first + per_window);
+    const uint64_t piece_base = staging_.address() + piece * kStagingPieceBytes;
+    auto launch = [&] {
+      return LaunchChunkCopy(plan.geometry(), alignment, table + first * per_pair,
+                             (last - first) * per_pair, sms, kCappedThreads, stream);
+    };
+    if (job.host_is_dst) {  // kernel → piece, then copy engine → host blocks
+      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, piece_free_[piece]));
+      RETURN_IF_ERROR(launch());
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(piece_ready_[piece], stream));
+      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, piece_ready_[piece]));
+      for (uint64_t p = first; p < last; ++p) {
+        CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+            reinterpret_cast<void*>(host_blocks[p]),
+            reinterpret_cast<const void*>(piece_base + (p - first) * job.block_bytes),
+            job.block_bytes, to_host, copy_stream_));
+      }
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(piece_free_[piece], copy_stream_));
+    } else {  // copy engine: host blocks → piece, then kernel → device
+      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, piece_free_[piece]));
+      for (uint64_t p = first; p < last; ++p) {
+        CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
+            reinterpret_cast<void*>(piece_base + (p - first) * job.block_bytes),
+            reinterpret_cast<const void*>(host_blocks[p]), job.block_bytes, to_device,
+            copy_stream_));
+      }
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(piece_ready_[piece], copy_stream_));
+      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, piece_ready_[piece]));
+      RETURN_IF_ERROR(launch());
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(piece_free_[piece], stream));
+    }
+  }
+  // The job is complete on the caller's stream only when the last copies are.
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(copies_done_, copy_stream_));
+  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, copies_done_));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(slot->free, stream));
   return absl::OkStatus();
 }
 
@@ -142,9 +288,8 @@ absl::StatusOr<Backend> Converter::Enqueue(const TransferPlan& plan, const Launc
     return absl::InvalidArgumentError(
         absl::StrCat("max_sms: ", options.max_sms, " is negative; use 0 for no cap"));
   }
-  const Backend backend =
-      options.backend == Backend::kAuto ? ChooseBackend(plan) : options.backend;
-  if (plan.empty()) return backend;
+  if (plan.empty()) return options.backend == Backend::kAuto ? Backend::kKernel : options.backend;
+  const Backend backend = Choose(plan, options.backend);
   DeviceGuard guard;
   CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
   switch (backend) {
@@ -161,8 +306,14 @@ absl::StatusOr<Backend> Converter::Enqueue(const TransferPlan& plan, const Launc
       RETURN_IF_ERROR(EnqueueAsync(runs, stream));
       break;
     }
+    case Backend::kStaged: {
+      const std::optional<StagedJob> job = StagedShape(plan);
+      if (!job) return absl::InternalError("staged backend chosen for a job that does not qualify");
+      RETURN_IF_ERROR(EnqueueStaged(plan, *job, options, stream));
+      break;
+    }
     case Backend::kAuto:
-      return absl::InternalError("ChooseBackend returned auto");
+      return absl::InternalError("Choose returned auto");
   }
   return backend;
 }

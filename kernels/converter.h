@@ -6,6 +6,8 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <vector>
 #include "absl/strings/string_view.h"
 
 #include <cuda_runtime_api.h>
@@ -27,9 +29,11 @@ struct LaunchOptions {
   int max_sms = 0;
 };
 
-// The backend `auto` picks for `plan`: the copy engines (async) when the plan is a few large
-// contiguous runs, the SM kernel otherwise. Never returns kAuto.
-Backend ChooseBackend(const TransferPlan& plan);
+// Device staging used by the staged backend: kStagingPieces pieces of kStagingPieceBytes.
+inline constexpr int kStagingPieces = 3;
+inline constexpr uint64_t kStagingPieceBytes = uint64_t{32} << 20;
+// SMs the staged backend's kernel uses when LaunchOptions::max_sms is 0.
+inline constexpr int kStagedSms = 8;
 
 // Runs plans on one device. Owns a small ring of pinned + device staging buffers for the chunk
 // pointer tables, so consecutive Enqueue calls overlap with the GPU work of earlier ones.
@@ -50,6 +54,15 @@ class Converter {
   absl::StatusOr<Backend> Enqueue(const TransferPlan& plan, const LaunchOptions& options,
                                   cudaStream_t stream);
 
+  // The backend Enqueue uses for `plan` when asked for `requested` (never kAuto):
+  // - auto: staged when one side is pinned host memory holding whole blocks of a one-buffer
+  //   layout (operational/universal, full head/layer/token ranges on that side), the other side
+  //   device memory, and the plan moves ≥ 8 MiB; else async when the plan is ≤ 256 contiguous
+  //   runs of ≥ 1 MiB; else kernel.
+  // - staged: staged when the job qualifies as above (any size), else kernel.
+  // - kernel, batch, async: themselves.
+  Backend Choose(const TransferPlan& plan, Backend requested) const;
+
   int device() const { return device_; }
   int sm_count() const { return sm_count_; }
 
@@ -65,11 +78,28 @@ class Converter {
   absl::Status EnqueueKernel(const TransferPlan& plan, const LaunchOptions& options,
                              cudaStream_t stream);
   absl::Status EnsureSlot(Slot& slot, size_t bytes);
+  // A job the staged backend can take: which side is host, and its block size.
+  struct StagedJob {
+    bool host_is_dst = false;
+    uint64_t block_bytes = 0;
+  };
+  std::optional<StagedJob> StagedShape(const TransferPlan& plan) const;
+  absl::Status EnqueueStaged(const TransferPlan& plan, const StagedJob& job,
+                             const LaunchOptions& options, cudaStream_t stream);
+  absl::Status StageTable(const std::vector<ChunkAddress>& chunks, Slot*& slot,
+                          cudaStream_t stream);
+
 
   int device_ = 0;
   int sm_count_ = 0;
   std::array<Slot, kSlots> slots_;
   int next_slot_ = 0;
+  // Staged backend (created on first use).
+  DeviceBuffer staging_;
+  cudaStream_t copy_stream_ = nullptr;
+  std::array<cudaEvent_t, kStagingPieces> piece_free_{};  // piece no longer read or written
+  std::array<cudaEvent_t, kStagingPieces> piece_ready_{};  // piece filled, ready for the next step
+  cudaEvent_t copies_done_ = nullptr;
 };
 
 }  // namespace kvshuttle

@@ -69,7 +69,8 @@ std::string BackendOptionName(const BackendOption& option) {
 }
 
 std::vector<BackendOption> AllBackends() {
-  return {{Backend::kKernel, 0}, {Backend::kBatch, 0}, {Backend::kAsync, 0}, {Backend::kAuto, 0}};
+  return {{Backend::kKernel, 0}, {Backend::kBatch, 0}, {Backend::kAsync, 0},
+          {Backend::kStaged, 0}, {Backend::kAuto, 0}};
 }
 
 std::vector<std::pair<LayoutKind, LayoutKind>> AllLayoutPairs() {
@@ -220,8 +221,7 @@ absl::StatusOr<Backend> ConvertBoth(const TransferSpec& spec, BlockStore& src, B
     return absl::InternalError(absl::StrCat("Enqueue changed the current device from ",
                                             device_before, " to ", device_after));
   }
-  const Backend expected =
-      options.backend == Backend::kAuto ? ChooseBackend(plan) : options.backend;
+  const Backend expected = converter->Choose(plan, options.backend);
   if (*used != expected || *used == Backend::kAuto) {
     return absl::InternalError(absl::StrCat("Enqueue reported backend ", BackendName(*used),
                                             ", expected ", BackendName(expected)));

@@ -58,7 +58,7 @@ struct BackendOption {
 // "kernel", "kernel_sms1", "batch", ...
 std::string BackendOptionName(const BackendOption& option);
 
-// kernel, batch, async, auto (no SM cap).
+// kernel, batch, async, staged, auto (no SM cap).
 std::vector<BackendOption> AllBackends();
 
 // All 25 ordered (src, dst) pairs of the five layouts, same→same included.
@@ -120,7 +120,7 @@ class BlockStore {
 // (own stream, synchronized, cudaGetLastError checked) and with ReferenceConvert on the
 // mirrors. Returns the backend Enqueue reported; an error if building, enqueueing or the
 // reference fails, if the reported backend is not the requested one (auto: not
-// ChooseBackend(plan)), or if Enqueue changed the current device.
+// Converter::Choose(plan, requested)), or if Enqueue changed the current device.
 absl::StatusOr<Backend> ConvertBoth(const TransferSpec& spec, BlockStore& src, BlockStore& dst,
                                     absl::Span<const BlockPair> pairs,
                                     const LaunchOptions& options);

@@ -1,0 +1,303 @@
+// kvs_kernel_bench: GB/s of every conversion in the benchmark matrix (bench_cases.cc), each with
+// its ratio to cudaMemcpy of the same bytes and placement and to the seed-style naive kernel,
+// all measured in this process. Writes JSON (--out) and prints progress and a summary table.
+//   kvs_kernel_bench [--suites=pairs,ranges,backends,placement|all] [--quick] [--out=FILE]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "bench/bench_cases.h"
+#include "bench/naive_kernel.h"
+#include "core/status_macros.h"
+#include "kernels/converter.h"
+#include "kernels/cuda_check.h"
+
+namespace kvshuttle::bench {
+namespace {
+
+struct Args {
+  std::vector<std::string> suites = {"all"};
+  bool quick = false;
+  std::string out;
+  std::string commit = "unknown";
+  std::string filter;
+  double min_ms = 20;
+  uint64_t max_bytes = uint64_t{2} << 30;
+};
+
+struct Timing {
+  double seconds = 0;  // median per call
+  int iterations = 0;
+};
+
+std::string DriverVersion() {
+  std::ifstream f("/proc/driver/nvidia/version");
+  std::string line;
+  std::getline(f, line);
+  const size_t k = line.find("Kernel Module");
+  if (k == std::string::npos) return "unknown";
+  std::string rest = line.substr(k + 13);
+  rest.erase(0, rest.find_first_not_of(' '));
+  return rest.substr(0, rest.find(' '));
+}
+
+// Median time of `enqueue` on `stream`, measured with events around each call.
+absl::StatusOr<Timing> TimeIt(const std::function<absl::Status()>& enqueue, cudaStream_t stream,
+                              double min_ms) {
+  cudaEvent_t start, stop;
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
+  for (int i = 0; i < 2; ++i) RETURN_IF_ERROR(enqueue());
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  std::vector<float> times;
+  float total = 0;
+  while ((total < min_ms || times.size() < 5) && times.size() < 1000) {
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
+    RETURN_IF_ERROR(enqueue());
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
+    CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+    float ms = 0;
+    CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
+    times.push_back(ms);
+    total += ms;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  std::sort(times.begin(), times.end());
+  return Timing{times[times.size() / 2] / 1e3, static_cast<int>(times.size())};
+}
+
+class Runner {
+ public:
+  Runner(const Args& args, Converter& conv, cudaStream_t stream)
+      : args_(args), conv_(conv), stream_(stream) {}
+
+  absl::Status Allocate(bool host) {
+    ASSIGN_OR_RETURN(dev_src_, DeviceBuffer::Create(0, args_.max_bytes));
+    ASSIGN_OR_RETURN(dev_dst_, DeviceBuffer::Create(0, args_.max_bytes));
+    CUDA_RETURN_IF_ERROR(cudaMemset(dev_src_.data(), 0x5a, args_.max_bytes));
+    CUDA_RETURN_IF_ERROR(cudaMemset(dev_dst_.data(), 0xa5, args_.max_bytes));
+    if (host) {
+      ASSIGN_OR_RETURN(host_, PinnedBuffer::Create(args_.max_bytes));
+      std::memset(host_.data(), 0x3c, args_.max_bytes);
+    }
+    return absl::OkStatus();
+  }
+
+  // Runs one case; returns its JSON object (with "skipped" when it cannot run).
+  absl::StatusOr<std::string> Run(const Case& c, std::string* line) {
+    ASSIGN_OR_RETURN(const TransferSpec r, ResolveSpec(c.spec));
+    const int64_t es = DTypeSize(r.src.dtype);
+    const int64_t src_slots = AddressesPerBlock(r.src.kind, r.src.shape);
+    const int64_t dst_slots = AddressesPerBlock(r.dst.kind, r.dst.shape);
+    const int64_t src_piece = BytesPerAddress(r.src.kind, r.src.shape, es);
+    const int64_t dst_piece = BytesPerAddress(r.dst.kind, r.dst.shape, es);
+    const int64_t nb_dst = (c.nb + c.token_split - 1) / c.token_split;
+    const uint64_t src_bytes = c.nb * src_slots * src_piece;
+    const uint64_t dst_bytes = nb_dst * dst_slots * dst_piece;
+    std::string json = absl::StrCat(
+        "{\"suite\":\"", c.suite, "\",\"src\":\"", LayoutKindName(r.src.kind), "\",\"dst\":\"",
+        LayoutKindName(r.dst.kind), "\",\"shape\":\"", c.shape, "\",\"dtype\":\"",
+        DTypeName(r.src.dtype), "\",\"range\":\"", c.range, "\",\"nb\":", c.nb,
+        ",\"placement\":\"", PlacementName(c.placement), "\",\"backend\":\"",
+        BackendName(c.backend), "\",\"max_sms\":", c.max_sms);
+    if (src_bytes > args_.max_bytes || dst_bytes > args_.max_bytes) {
+      *line = "skipped: batch larger than --max_bytes";
+      return json + ",\"skipped\":\"batch larger than max_bytes\"}";
+    }
+    const uint64_t src_base = c.placement == Placement::kH2D ? host_.address() : dev_src_.address();
+    const uint64_t dst_base = c.placement == Placement::kD2H ? host_.address() : dev_dst_.address();
+    std::vector<uint64_t> src_table(c.nb * src_slots), dst_table(nb_dst * dst_slots);
+    for (size_t i = 0; i < src_table.size(); ++i) src_table[i] = src_base + i * src_piece;
+    for (size_t i = 0; i < dst_table.size(); ++i) dst_table[i] = dst_base + i * dst_piece;
+    std::vector<BlockPair> pairs(c.nb);
+    for (int i = 0; i < c.nb; ++i) {
+      pairs[i] = {i, i / c.token_split, 0, (i % c.token_split) * r.token_count};
+    }
+    ASSIGN_OR_RETURN(const TransferPlan plan,
+                     TransferPlan::Build(c.spec, src_table, dst_table, pairs));
+    const uint64_t bytes = static_cast<uint64_t>(plan.bytes());
+    const LaunchOptions options{c.backend, c.max_sms};
+    if (c.backend == Backend::kBatch || c.backend == Backend::kAsync) {
+      const size_t runs = plan.Runs().size();
+      if (runs > 20000) {
+        *line = absl::StrCat("skipped: ", runs, " contiguous runs");
+        return absl::StrCat(json, ",\"bytes\":", bytes, ",\"runs\":", runs,
+                            ",\"skipped\":\"too many contiguous runs for a memcpy backend\"}");
+      }
+    }
+    ASSIGN_OR_RETURN(const Backend used, conv_.Enqueue(plan, options, stream_));
+    ASSIGN_OR_RETURN(const Timing t, TimeIt([&] { return conv_.Enqueue(plan, options, stream_).status(); },
+                                            stream_, args_.min_ms));
+    ASSIGN_OR_RETURN(const Timing m, Memcpy(bytes, c.placement));
+    const double gbps = bytes / t.seconds / 1e9;
+    const double memcpy_gbps = bytes / m.seconds / 1e9;
+    absl::StrAppend(&json, ",\"backend_used\":\"", BackendName(used), "\",\"bytes\":", bytes,
+                    ",\"time_us\":", t.seconds * 1e6, ",\"iterations\":", t.iterations,
+                    ",\"gbps\":", gbps, ",\"memcpy_time_us\":", m.seconds * 1e6,
+                    ",\"memcpy_gbps\":", memcpy_gbps, ",\"ratio_memcpy\":", gbps / memcpy_gbps);
+    *line = absl::StrFormat("%8.1f GB/s  %.3f x memcpy", gbps, gbps / memcpy_gbps);
+    if (c.placement == Placement::kD2D) {
+      ASSIGN_OR_RETURN(const Timing pc, Plain(bytes));
+      absl::StrAppend(&json, ",\"plain_copy_gbps\":", bytes / pc.seconds / 1e9);
+    }
+    if (c.placement == Placement::kD2D && c.backend == Backend::kKernel && c.token_split == 1) {
+      ASSIGN_OR_RETURN(const Timing n, Naive(plan.spec(), src_table, dst_table, c.nb));
+      const double naive_gbps = bytes / n.seconds / 1e9;
+      absl::StrAppend(&json, ",\"naive_gbps\":", naive_gbps, ",\"ratio_naive\":",
+                      gbps / naive_gbps);
+      absl::StrAppend(line, absl::StrFormat("  %.1f x naive", gbps / naive_gbps));
+    }
+    return json + "}";
+  }
+
+ private:
+  absl::StatusOr<Timing> Memcpy(uint64_t bytes, Placement p) {
+    const auto key = std::make_pair(bytes, static_cast<int>(p));
+    if (auto it = memcpy_cache_.find(key); it != memcpy_cache_.end()) return it->second;
+    void* dst = p == Placement::kD2H ? host_.data() : dev_dst_.data();
+    const void* src = p == Placement::kH2D ? host_.data() : dev_src_.data();
+    ASSIGN_OR_RETURN(const Timing t, TimeIt(
+        [&]() -> absl::Status {
+          CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream_));
+          return absl::OkStatus();
+        },
+        stream_, args_.min_ms));
+    memcpy_cache_[key] = t;
+    return t;
+  }
+
+  absl::StatusOr<Timing> Plain(uint64_t bytes) {
+    const uint64_t rounded = bytes / 16 * 16;
+    if (auto it = plain_cache_.find(rounded); it != plain_cache_.end()) return it->second;
+    ASSIGN_OR_RETURN(const Timing t,
+                     TimeIt([&] { return LaunchPlainCopy(dev_dst_.data(), dev_src_.data(), rounded,
+                                                         stream_); },
+                            stream_, args_.min_ms));
+    plain_cache_[rounded] = t;
+    return t;
+  }
+
+  absl::StatusOr<Timing> Naive(const TransferSpec& r, const std::vector<uint64_t>& src_table,
+                               const std::vector<uint64_t>& dst_table, int nb) {
+    ASSIGN_OR_RETURN(DeviceBuffer tables, DeviceBuffer::Create(
+        0, (src_table.size() + dst_table.size()) * sizeof(uint64_t)));
+    uint64_t* d_src = static_cast<uint64_t*>(tables.data());
+    uint64_t* d_dst = d_src + src_table.size();
+    CUDA_RETURN_IF_ERROR(cudaMemcpy(d_src, src_table.data(), src_table.size() * 8, cudaMemcpyDefault));
+    CUDA_RETURN_IF_ERROR(cudaMemcpy(d_dst, dst_table.data(), dst_table.size() * 8, cudaMemcpyDefault));
+    return TimeIt([&] { return LaunchNaiveConvert(r, d_src, d_dst, nb, stream_); }, stream_,
+                  args_.min_ms);
+  }
+
+  const Args& args_;
+  Converter& conv_;
+  cudaStream_t stream_;
+  DeviceBuffer dev_src_, dev_dst_;
+  PinnedBuffer host_;
+  std::map<std::pair<uint64_t, int>, Timing> memcpy_cache_;
+  std::map<uint64_t, Timing> plain_cache_;
+};
+
+absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&](const char* name) -> const char* {
+      const std::string prefix = absl::StrCat("--", name, "=");
+      return arg.rfind(prefix, 0) == 0 ? argv[i] + prefix.size() : nullptr;
+    };
+    if (arg == "--quick") {
+      a.quick = true;
+    } else if (const char* v = value("suites")) {
+      a.suites = absl::StrSplit(v, ',');
+    } else if (const char* v = value("out")) {
+      a.out = v;
+    } else if (const char* v = value("commit")) {
+      a.commit = v;
+    } else if (const char* v = value("filter")) {
+      a.filter = v;
+    } else if (const char* v = value("min_ms")) {
+      a.min_ms = std::atof(v);
+    } else if (const char* v = value("max_mib")) {
+      a.max_bytes = uint64_t(std::atoll(v)) << 20;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown argument ", arg,
+          "; usage: kvs_kernel_bench [--suites=pairs,ranges,backends,placement|all] [--quick] "
+          "[--out=FILE] [--commit=SHA] [--filter=TEXT] [--min_ms=20] [--max_mib=2048]"));
+    }
+  }
+  return a;
+}
+
+absl::Status Main(int argc, char** argv) {
+  ASSIGN_OR_RETURN(const Args args, ParseArgs(argc, argv));
+  std::vector<Case> cases = MakeCases(args.suites, args.quick);
+  bool host = false;
+  for (const Case& c : cases) host = host || c.placement != Placement::kD2D;
+  cudaDeviceProp prop{};
+  CUDA_RETURN_IF_ERROR(cudaGetDeviceProperties(&prop, 0));
+  ASSIGN_OR_RETURN(std::unique_ptr<Converter> conv, Converter::Create(0));
+  cudaStream_t stream;
+  CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  Runner runner(args, *conv, stream);
+  RETURN_IF_ERROR(runner.Allocate(host));
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  std::string json = absl::StrCat("{\"benchmark\":\"kvs_kernel_bench\",\"device\":\"", prop.name,
+                                  "\",\"driver\":\"", DriverVersion(), "\",\"sm_count\":",
+                                  prop.multiProcessorCount, ",\"date\":\"", date,
+                                  "\",\"commit\":\"", args.commit, "\",\"quick\":",
+                                  args.quick ? "true" : "false", ",\"cases\":[");
+  std::fprintf(stderr, "kvs_kernel_bench on %s (driver %s), %zu cases\n", prop.name,
+               DriverVersion().c_str(), cases.size());
+  int index = 0;
+  bool first = true;
+  for (const Case& c : cases) {
+    ++index;
+    const std::string name = absl::StrCat(c.suite, " ", LayoutKindName(c.spec.src.kind), "->",
+                                          LayoutKindName(c.spec.dst.kind), " ", c.shape, " ",
+                                          c.range, " nb=", c.nb, " ", PlacementName(c.placement),
+                                          " ", BackendName(c.backend),
+                                          c.max_sms ? absl::StrCat(" sms=", c.max_sms) : "");
+    if (!args.filter.empty() && name.find(args.filter) == std::string::npos) continue;
+    std::string line;
+    absl::StatusOr<std::string> one = runner.Run(c, &line);
+    if (!one.ok()) {
+      return absl::Status(one.status().code(), absl::StrCat(name, ": ", one.status().message()));
+    }
+    std::fprintf(stderr, "[%d/%zu] %-90s %s\n", index, cases.size(), name.c_str(), line.c_str());
+    absl::StrAppend(&json, first ? "" : ",\n", *one);
+    first = false;
+  }
+  json += "]}\n";
+  if (!args.out.empty()) {
+    std::ofstream(args.out) << json;
+    std::fprintf(stderr, "wrote %s\n", args.out.c_str());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace kvshuttle::bench
+
+int main(int argc, char** argv) {
+  const absl::Status s = kvshuttle::bench::Main(argc, argv);
+  if (!s.ok()) {
+    std::fprintf(stderr, "kvs_kernel_bench: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
