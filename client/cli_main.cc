@@ -86,40 +86,66 @@ void PrintUsage(std::ostream& out) {
 
 bool IsHelp(absl::string_view arg) { return arg == "--help" || arg == "-h"; }
 
-// Parses the global flags into `options`; returns the index of the command word.
-absl::StatusOr<size_t> ParseGlobalFlags(const std::vector<std::string>& args,
-                                        CliOptions& options) {
-  size_t i = 0;
+// If args[i] is a global flag, applies it to `options` (advancing `i` past its value) and
+// returns true; returns false for any other argument.
+absl::StatusOr<bool> TakeGlobalFlag(const std::vector<std::string>& args, size_t& i,
+                                    bool json_is_global, CliOptions& options) {
   auto value = [&](absl::string_view flag) -> absl::StatusOr<std::string> {
     if (i + 1 >= args.size()) return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
     return args[++i];
   };
+  const std::string& arg = args[i];
+  if (arg == "--target" || arg == "--socket") {
+    absl::StatusOr<std::string> v = value(arg);
+    if (!v.ok()) return v.status();
+    options.target = arg == "--socket" ? absl::StrCat("unix:", *v) : *v;
+  } else if (arg == "--json" && json_is_global) {
+    options.json = true;
+  } else if (arg == "--timeout") {
+    absl::StatusOr<std::string> v = value(arg);
+    if (!v.ok()) return v.status();
+    double seconds = 0;
+    if (!absl::SimpleAtod(*v, &seconds) || !(seconds > 0) || seconds > 86400) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--timeout: \"", *v, "\" is not a number of seconds in (0, 86400]"));
+    }
+    options.timeout = absl::Seconds(seconds);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Parses the global flags before the command into `options`; returns the index of the command
+// word.
+absl::StatusOr<size_t> ParseGlobalFlags(const std::vector<std::string>& args,
+                                        CliOptions& options) {
+  size_t i = 0;
   for (; i < args.size() && absl::StartsWith(args[i], "-"); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "--target") {
-      absl::StatusOr<std::string> v = value(arg);
-      if (!v.ok()) return v.status();
-      options.target = *v;
-    } else if (arg == "--socket") {
-      absl::StatusOr<std::string> v = value(arg);
-      if (!v.ok()) return v.status();
-      options.target = absl::StrCat("unix:", *v);
-    } else if (arg == "--json") {
-      options.json = true;
-    } else if (arg == "--timeout") {
-      absl::StatusOr<std::string> v = value(arg);
-      if (!v.ok()) return v.status();
-      double seconds = 0;
-      if (!absl::SimpleAtod(*v, &seconds) || !(seconds > 0) || seconds > 86400) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("--timeout: \"", *v, "\" is not a number of seconds in (0, 86400]"));
-      }
-      options.timeout = absl::Seconds(seconds);
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", arg, " (see --help)"));
+    absl::StatusOr<bool> taken = TakeGlobalFlag(args, i, /*json_is_global=*/true, options);
+    if (!taken.ok()) return taken.status();
+    if (!*taken) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", args[i], " (see --help)"));
     }
   }
   return i;
+}
+
+// Global flags may also follow the command (`kvshuttle info --json`); `convert` keeps its own
+// `--json FILE`. Returns the command's arguments with the global flags taken out.
+absl::StatusOr<std::vector<std::string>> CommandArgs(const std::vector<std::string>& rest,
+                                                     bool json_is_global, CliOptions& options) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < rest.size(); ++i) {
+    if (rest[i] == "--") {
+      out.insert(out.end(), rest.begin() + i, rest.end());
+      break;
+    }
+    absl::StatusOr<bool> taken = TakeGlobalFlag(rest, i, json_is_global, options);
+    if (!taken.ok()) return taken.status();
+    if (!*taken) out.push_back(rest[i]);
+  }
+  return out;
 }
 
 int Main(int argc, char** argv) {
@@ -169,7 +195,13 @@ int Main(int argc, char** argv) {
       return 0;
     }
   }
-  absl::StatusOr<int> code = command->run(options, rest);
+  absl::StatusOr<std::vector<std::string>> command_args = CommandArgs(
+      std::vector<std::string>(rest.begin(), rest.end()), std::string(command->name) != "convert", options);
+  if (!command_args.ok()) {
+    std::cerr << "kvshuttle: " << command->name << ": " << command_args.status() << "\n";
+    return 1;
+  }
+  absl::StatusOr<int> code = command->run(options, *command_args);
   if (!code.ok()) {
     std::cerr << "kvshuttle: " << command->name << ": " << code.status() << "\n";
     return 1;

@@ -201,6 +201,12 @@ absl::Status Daemon::Attach(const v1::AttachRequest& req, const CallContext& cal
     }
     if (closed) return absl::OkStatus();
     if (drained_) {
+      // Every job has completed; deliver what is left before ending the stream.
+      for (const v1::JobResult& result : session->TakeEvents(absl::ZeroDuration(), &closed)) {
+        v1::SessionEvent event;
+        *event.mutable_job_done() = result;
+        if (!write(event)) break;
+      }
       session->Detach();
       return absl::UnavailableError("Attach: the daemon is shutting down");
     }
@@ -378,7 +384,7 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
   }
   // Validate and plan every job first: a batch is queued whole or not at all.
   std::map<Executor*, std::vector<std::unique_ptr<JobTask>>> groups;
-  std::vector<std::pair<uint64_t, std::shared_ptr<std::atomic<bool>>>> ids;
+  std::vector<std::pair<uint64_t, std::shared_ptr<CancelToken>>> ids;
   std::weak_ptr<Session> weak_session = session;
   for (int i = 0; i < req.jobs_size(); ++i) {
     const v1::Job& job = req.jobs(i);
@@ -434,7 +440,7 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
     task->backend = backend;
     task->max_sms = static_cast<int>(job.max_sms());
     task->holds = {src->hold, dst->hold};
-    task->cancelled = std::make_shared<std::atomic<bool>>(false);
+    task->cancelled = std::make_shared<CancelToken>();
     task->deadline = call.deadline;
     const uint64_t bytes = static_cast<uint64_t>(task->plan.bytes());
     const std::string executor_name = executor->name();
@@ -471,14 +477,14 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
   for (auto& [executor, tasks] : groups) {
     const absl::Status queued = executor->Submit(tasks);
     if (queued.ok()) continue;
-    // Withdraw the whole batch: queued tasks complete as cancelled, the rest right here.
-    for (auto& [id, cancelled] : ids) cancelled->store(true);
-    for (auto& [other, rest] : groups) {
-      for (auto& task : rest) {
-        if (task) task->done(JobOutcome{absl::CancelledError("batch withdrawn: " +
-                                                             std::string(queued.message()))});
-      }
+    // Withdraw the whole batch: tasks already queued on other executors are cancelled (they
+    // are dropped without running), and no job of it exists for the client any more.
+    std::vector<uint64_t> withdrawn;
+    for (auto& [id, token] : ids) {
+      token->Cancel();
+      withdrawn.push_back(id);
     }
+    session->WithdrawJobs(withdrawn);
     resp->clear_job_ids();
     return queued;
   }

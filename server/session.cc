@@ -147,7 +147,7 @@ std::vector<std::shared_ptr<BlockSetRecord>> Session::ListBlockSets() const {
 }
 
 absl::Status Session::AddJobs(
-    const std::vector<std::pair<uint64_t, std::shared_ptr<std::atomic<bool>>>>& jobs) {
+    const std::vector<std::pair<uint64_t, std::shared_ptr<CancelToken>>>& jobs) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return ClosedError("SubmitBatch");
   for (const auto& [id, cancelled] : jobs) {
@@ -159,6 +159,16 @@ absl::Status Session::AddJobs(
   }
   pending_ += static_cast<int>(jobs.size());
   return absl::OkStatus();
+}
+
+void Session::WithdrawJobs(const std::vector<uint64_t>& ids) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (uint64_t id : ids) {
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || it->second.result.state() != v1::JOB_QUEUED) continue;
+    jobs_.erase(it);
+    --pending_;
+  }
 }
 
 void Session::CompleteJob(const v1::JobResult& result) {
@@ -195,7 +205,7 @@ absl::StatusOr<std::vector<uint64_t>> Session::CancelJobs(const std::vector<uint
   std::vector<uint64_t> cancelled;
   for (uint64_t id : ids) {
     JobRecord& job = jobs_.at(id);
-    if (job.result.state() == v1::JOB_QUEUED && !job.cancelled->exchange(true)) {
+    if (job.result.state() == v1::JOB_QUEUED && job.cancelled->Cancel()) {
       cancelled.push_back(id);
     }
   }
@@ -232,8 +242,12 @@ absl::StatusOr<v1::WaitResponse> Session::Wait(const std::vector<uint64_t>& ids,
       r->set_state(v1::JOB_DONE);
       continue;
     }
-    *response.add_results() = it->second.result;
-    done = done && Finished(it->second.result.state());
+    v1::JobResult* r = response.add_results();
+    *r = it->second.result;
+    if (r->state() == v1::JOB_QUEUED && it->second.cancelled->started()) {
+      r->set_state(v1::JOB_RUNNING);
+    }
+    done = done && Finished(r->state());
   }
   response.set_all_done(done);
   return response;
@@ -283,7 +297,7 @@ void Session::Close() {
     if (closed_) return;
     closed_ = true;
     for (auto& [id, job] : jobs_) {
-      if (job.result.state() == v1::JOB_QUEUED) job.cancelled->store(true);
+      if (job.result.state() == v1::JOB_QUEUED) job.cancelled->Cancel();
     }
     regions.swap(regions_);
     block_sets.swap(block_sets_);

@@ -17,6 +17,7 @@
 #include "kvshuttle/v1/kvshuttle.pb.h"
 #include "server/block_set.h"
 #include "server/options.h"
+#include "server/runtime/executor.h"
 
 namespace kvshuttle {
 
@@ -27,7 +28,7 @@ struct RegionEntry {
 
 struct JobRecord {
   v1::JobResult result;
-  std::shared_ptr<std::atomic<bool>> cancelled;
+  std::shared_ptr<CancelToken> cancelled;
 };
 
 class Session {
@@ -60,8 +61,9 @@ class Session {
   std::vector<std::shared_ptr<BlockSetRecord>> ListBlockSets() const;
 
   // Jobs. AddJobs registers queued jobs; CompleteJob records a result and queues an event.
-  absl::Status AddJobs(const std::vector<std::pair<uint64_t, std::shared_ptr<std::atomic<bool>>>>&
-                           jobs);
+  absl::Status AddJobs(const std::vector<std::pair<uint64_t, std::shared_ptr<CancelToken>>>& jobs);
+  // Forgets jobs that never reached an executor (their batch was refused): no result, no event.
+  void WithdrawJobs(const std::vector<uint64_t>& ids);
   void CompleteJob(const v1::JobResult& result);
   // Cancels queued jobs among `ids`; NOT_FOUND for an id that is not this session's.
   absl::StatusOr<std::vector<uint64_t>> CancelJobs(const std::vector<uint64_t>& ids);

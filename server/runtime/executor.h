@@ -25,6 +25,30 @@ struct JobOutcome {
   absl::Duration run;                // launch → completion
 };
 
+// Decides once whether a queued job runs: Cancel() (CancelJobs, a closing session) and Start()
+// (the executor, right before launch) race, and exactly one of them wins.
+class CancelToken {
+ public:
+  explicit CancelToken(bool cancelled = false) : state_(cancelled ? kCancelled : kQueued) {}
+  // True when this call stopped a job that had not started.
+  bool Cancel() {
+    int expected = kQueued;
+    return state_.compare_exchange_strong(expected, kCancelled, std::memory_order_acq_rel);
+  }
+  // True when the job may run (it was not cancelled first).
+  bool Start() {
+    int expected = kQueued;
+    return state_.compare_exchange_strong(expected, kStarted, std::memory_order_acq_rel) ||
+           expected == kStarted;
+  }
+  bool cancelled() const { return state_.load(std::memory_order_acquire) == kCancelled; }
+  bool started() const { return state_.load(std::memory_order_acquire) == kStarted; }
+
+ private:
+  static constexpr int kQueued = 0, kCancelled = 1, kStarted = 2;
+  std::atomic<int> state_;
+};
+
 // One job handed to an executor. The plan's addresses are valid while `holds` is alive.
 struct JobTask {
   explicit JobTask(TransferPlan p) : plan(std::move(p)) {}
@@ -36,7 +60,7 @@ struct JobTask {
   // Keeps the memory of both sides (regions, pools) alive until the task is done.
   std::vector<std::shared_ptr<const void>> holds;
   // Set by CancelJobs or a closing session; checked right before launch.
-  std::shared_ptr<std::atomic<bool>> cancelled;
+  std::shared_ptr<CancelToken> cancelled;
   absl::Time submitted = absl::Now();
   absl::Time deadline = absl::InfiniteFuture();  // not launched after this
   // Called exactly once from the executor's thread, after the copy is complete (or dropped).

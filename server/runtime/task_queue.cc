@@ -69,7 +69,7 @@ absl::Status SubmitToQueue(TaskQueue& queue, absl::string_view executor_name,
 std::optional<JobOutcome> DropOutcome(const JobTask& task, absl::Time now) {
   JobOutcome outcome;
   outcome.queued = now - task.submitted;
-  if (task.cancelled != nullptr && task.cancelled->load(std::memory_order_acquire)) {
+  if (task.cancelled != nullptr && !task.cancelled->Start()) {
     outcome.status =
         absl::CancelledError(absl::StrCat("job ", task.job_id, ": cancelled before launch"));
     return outcome;

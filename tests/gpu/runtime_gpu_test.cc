@@ -212,7 +212,7 @@ TEST(CudaRuntimeTest, WorkerDropsCancelledAndLateTasksAndBoundsItsQueue) {
   running.get_future().wait();
 
   std::unique_ptr<JobTask> t1 = cancelled.MakeTask(src, dst, Backend::kKernel, 0);
-  t1->cancelled = std::make_shared<std::atomic<bool>>(true);
+  t1->cancelled = std::make_shared<CancelToken>(true);
   std::unique_ptr<JobTask> t2 = late.MakeTask(src, dst, Backend::kKernel, 0);
   t2->deadline = absl::Now() - absl::Milliseconds(1);
   std::vector<std::unique_ptr<JobTask>> two;

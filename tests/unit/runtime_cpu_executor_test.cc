@@ -152,7 +152,7 @@ TEST_F(CpuExecutorTest, CancelledTaskIsCancelledAndCopiesNothing) {
   Job job(src_);
   std::unique_ptr<Executor> executor = CreateCpuExecutor(1, 8);
   std::unique_ptr<JobTask> task = job.MakeTask(src_, 5);
-  task->cancelled = std::make_shared<std::atomic<bool>>(true);
+  task->cancelled = std::make_shared<CancelToken>(true);
   ASSERT_TRUE(SubmitOne(*executor, std::move(task)).ok());
   ASSERT_TRUE(job.Wait());
   EXPECT_TRUE(HasStatus(job.outcome.status, absl::StatusCode::kCancelled, {"job 5"}));
@@ -164,7 +164,7 @@ TEST_F(CpuExecutorTest, TaskPastItsDeadlineIsDeadlineExceededAndCopiesNothing) {
   Job job(src_);
   std::unique_ptr<Executor> executor = CreateCpuExecutor(1, 8);
   std::unique_ptr<JobTask> task = job.MakeTask(src_, 6);
-  task->cancelled = std::make_shared<std::atomic<bool>>(false);
+  task->cancelled = std::make_shared<CancelToken>();
   task->deadline = absl::Now() - absl::Milliseconds(1);
   ASSERT_TRUE(SubmitOne(*executor, std::move(task)).ok());
   ASSERT_TRUE(job.Wait());
@@ -180,10 +180,10 @@ TEST_F(CpuExecutorTest, CancelAfterSubmitButBeforeLaunchIsHonoured) {
   ASSERT_TRUE(SubmitOne(*executor, blocker.MakeTask(src_, scratch_)).ok());
   blocker.WaitUntilRunning();
   std::unique_ptr<JobTask> task = job.MakeTask(src_, 7);
-  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  auto cancel = std::make_shared<CancelToken>();
   task->cancelled = cancel;
   ASSERT_TRUE(SubmitOne(*executor, std::move(task)).ok());
-  cancel->store(true);  // e.g. CancelJobs while the task waits in the queue
+  cancel->Cancel();  // e.g. CancelJobs while the task waits in the queue
   blocker.Release();
   ASSERT_TRUE(job.Wait());
   EXPECT_TRUE(HasStatus(job.outcome.status, absl::StatusCode::kCancelled, {}));

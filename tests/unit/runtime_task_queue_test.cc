@@ -133,18 +133,24 @@ TEST(DropOutcomeTest, CancelledWinsThenDeadlineThenLaunch) {
   task->submitted = now - absl::Milliseconds(3);
   EXPECT_FALSE(DropOutcome(*task, now).has_value()) << "no cancel flag, infinite deadline";
 
-  task->cancelled = std::make_shared<std::atomic<bool>>(false);
+  task->cancelled = std::make_shared<CancelToken>();
   task->deadline = now;
   EXPECT_FALSE(DropOutcome(*task, now).has_value()) << "a deadline equal to now has not passed";
 
   task->deadline = now - absl::Seconds(1);
   std::optional<JobOutcome> late = DropOutcome(*task, now);
+  EXPECT_FALSE(task->cancelled->Cancel()) << "the executor took it: too late to cancel";
   ASSERT_TRUE(late.has_value());
   EXPECT_TRUE(HasStatus(late->status, absl::StatusCode::kDeadlineExceeded, {"job 42"}));
   EXPECT_EQ(late->queued, absl::Milliseconds(3));
   EXPECT_EQ(late->backend, Backend::kAuto);
 
-  task->cancelled->store(true);
+  // DropOutcome starts the token (a started job can no longer be cancelled): a fresh one.
+  task->cancelled = std::make_shared<CancelToken>();
+  EXPECT_TRUE(task->cancelled->Cancel());
+  EXPECT_FALSE(task->cancelled->Start());
+  task->cancelled = std::make_shared<CancelToken>();
+  task->cancelled->Cancel();
   std::optional<JobOutcome> cancelled = DropOutcome(*task, now);
   ASSERT_TRUE(cancelled.has_value());
   EXPECT_TRUE(HasStatus(cancelled->status, absl::StatusCode::kCancelled, {"job 42"}));

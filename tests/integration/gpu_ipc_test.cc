@@ -1,0 +1,275 @@
+// GPU tier of the integration tests: a kvshuttled with GPUs, and this process (a separate one,
+// as legacy CUDA IPC requires) lending it device memory through a CUDA IPC handle of an
+// allocation's base plus a nonzero offset. Conversions NHD stack → device pool (universal) →
+// HND stack, and device ⇄ host shm, are checked byte for byte against ReferenceConvert on a
+// host mirror of the whole allocation. IPC errors: bad handle, size past the allocation, wrong
+// GPU UUID. Exits 77 with a SKIPPED line when no CUDA device is usable.
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <numeric>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "client/cuda_memory.h"
+#include "core/reference.h"
+#include "proto/proto_convert.h"
+#include "tests/integration/daemon_process.h"
+#include "tests/integration/it_util.h"
+
+namespace kvshuttle::it {
+namespace {
+
+using absl::StatusCode;
+
+constexpr size_t kAllocationBytes = size_t{8} << 20;
+// The region starts inside the allocation (PyTorch's _share_cuda_ gives base handle + offset).
+constexpr uint64_t kRegionOffset = (uint64_t{1} << 20) + 256;
+constexpr uint64_t kRegionBytes = uint64_t{5} << 20;
+constexpr int64_t kBlocks = 8;
+const BlockShape kShape{2, 2, 16, 8, 128};  // bf16: 32 KiB chunks, 128 KiB blocks
+
+class GpuIpcTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::vector<CudaDeviceId> devices = VisibleCudaDevices();
+    ASSERT_FALSE(devices.empty());
+    uuid_ = new std::string(devices.front().uuid);
+    DaemonConfig config;
+    config.gpus = true;
+    absl::StatusOr<std::unique_ptr<DaemonProcess>> daemon = DaemonProcess::Start(config);
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = daemon->release();
+  }
+  static void TearDownTestSuite() {
+    delete daemon_;
+    daemon_ = nullptr;
+    delete uuid_;
+    uuid_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(daemon_, nullptr) << "the daemon did not start";
+    KVS_ASSERT_OK_AND_ASSIGN(v1::GetInfoResponse info, daemon_->client().GetInfo());
+    bool seen = false;
+    for (const v1::DeviceInfo& d : info.devices()) seen = seen || d.uuid() == *uuid_;
+    ASSERT_TRUE(seen) << "the daemon does not see " << *uuid_ << ": " << info.DebugString();
+    KVS_ASSERT_OK_AND_ASSIGN(session_, Session::Open(daemon_->client(), "it-gpu", true));
+    KVS_ASSERT_OK_AND_ASSIGN(memory_, CudaMemory::Allocate(0, kAllocationBytes));
+    mirror_.resize(kAllocationBytes);
+    FillRandom(mirror_.data(), mirror_.size(), 2024);
+    KVS_ASSERT_OK(memory_->CopyFromHost(0, mirror_.data(), mirror_.size()));
+  }
+  void TearDown() override {
+    session_.reset();  // before memory_: the daemon closes its IPC mapping first
+    memory_.reset();
+    if (HasFailure() && daemon_ != nullptr) {
+      std::printf("--- kvshuttled output ---\n%s\n", daemon_->Stderr().c_str());
+    }
+  }
+
+  // Registers the IPC region [kRegionOffset, +kRegionBytes) of the allocation.
+  absl::StatusOr<uint64_t> RegisterRegion() {
+    absl::StatusOr<v1::RegisterRegionResponse> r = session_->RegisterCudaIpcRegion(
+        memory_->ipc_handle(), *uuid_, kRegionOffset, kRegionBytes, "gpu-region");
+    if (!r.ok()) return r.status();
+    if (r->region().memory() != v1::MEMORY_DEVICE || r->region().gpu_uuid() != *uuid_) {
+      return absl::InternalError(absl::StrCat("unexpected region: ", r->DebugString()));
+    }
+    return r->region().region_id();
+  }
+
+  // A block set of `layout` in the region at region offset `at`: strided (vLLM style) or a
+  // shuffled explicit table. `offsets` receives the block-major piece offsets in the region.
+  absl::StatusOr<uint64_t> RegisterDeviceBlockSet(uint64_t region_id, const LayoutDesc& layout,
+                                                  uint64_t at, bool strided,
+                                                  std::vector<uint64_t>& offsets) {
+    const int64_t slots = AddressesPerBlock(layout.kind, layout.shape);
+    const uint64_t piece = BytesPerAddress(layout.kind, layout.shape, DTypeSize(layout.dtype));
+    std::vector<uint64_t> position(slots * kBlocks);
+    for (int64_t b = 0; b < kBlocks; ++b) {
+      for (int64_t s = 0; s < slots; ++s) position[b * slots + s] = s * kBlocks + b;
+    }
+    if (!strided) std::shuffle(position.begin(), position.end(), std::mt19937_64(7));
+    offsets.clear();
+    for (uint64_t p : position) offsets.push_back(at + p * piece);
+    absl::StatusOr<v1::RegisterBlockSetResponse> r;
+    if (strided) {
+      v1::StridedPlacement placement;
+      for (int64_t s = 0; s < slots; ++s) {
+        v1::SlotBase* slot = placement.add_slots();
+        slot->set_region_id(region_id);
+        slot->set_offset(offsets[s]);
+      }
+      placement.set_block_stride(piece);
+      r = session_->RegisterBlockSet(LayoutToProto(layout), kBlocks, placement);
+    } else {
+      v1::ExplicitPlacement table;
+      for (uint64_t offset : offsets) {
+        v1::SlotBase* a = table.add_addresses();
+        a->set_region_id(region_id);
+        a->set_offset(offset);
+      }
+      r = session_->RegisterBlockSet(LayoutToProto(layout), kBlocks, table);
+    }
+    if (!r.ok()) return r.status();
+    if (r->block_set().memory() != v1::MEMORY_DEVICE) {
+      return absl::InternalError(absl::StrCat("not device memory: ", r->DebugString()));
+    }
+    return r->block_set().block_set_id();
+  }
+
+  // Addresses of region offsets inside a host copy of the whole allocation.
+  static std::vector<uint64_t> MirrorTable(const std::vector<uint8_t>& copy,
+                                           const std::vector<uint64_t>& offsets) {
+    std::vector<uint64_t> table;
+    for (uint64_t o : offsets)
+      table.push_back(reinterpret_cast<uint64_t>(copy.data()) + kRegionOffset + o);
+    return table;
+  }
+
+  ::testing::AssertionResult DeviceEquals(const std::vector<uint8_t>& expected) {
+    std::vector<uint8_t> actual(kAllocationBytes);
+    const absl::Status copied = memory_->CopyToHost(0, actual.data(), actual.size());
+    if (!copied.ok()) return ::testing::AssertionFailure() << copied;
+    return BytesEqual(actual.data(), expected);
+  }
+
+  static v1::Endpoint BlockSet(uint64_t id) {
+    v1::Endpoint e;
+    e.set_block_set_id(id);
+    return e;
+  }
+
+  static DaemonProcess* daemon_;
+  static std::string* uuid_;
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<CudaMemory> memory_;
+  std::vector<uint8_t> mirror_;
+};
+
+DaemonProcess* GpuIpcTest::daemon_ = nullptr;
+std::string* GpuIpcTest::uuid_ = nullptr;
+
+TEST_F(GpuIpcTest, NhdStackToDevicePoolToHndStackIsByteExact) {
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t region, RegisterRegion());
+  const LayoutDesc nhd = MakeLayout(LayoutKind::kNHDStack, kShape, DType::kBF16);
+  const LayoutDesc hnd = MakeLayout(LayoutKind::kHNDStack, kShape, DType::kBF16);
+  const LayoutDesc uni = MakeLayout(LayoutKind::kUniversal, kShape, DType::kBF16);
+  std::vector<uint64_t> nhd_offsets, hnd_offsets;
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t src,
+                           RegisterDeviceBlockSet(region, nhd, 0, true, nhd_offsets));
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t dst,
+                           RegisterDeviceBlockSet(region, hnd, 2 << 20, false, hnd_offsets));
+  KVS_ASSERT_OK(
+      session_->CreatePool("it-gpu-pool", LayoutToProto(uni), 16, v1::MEMORY_DEVICE, *uuid_));
+  KVS_ASSERT_OK_AND_ASSIGN(v1::AllocateBlocksResponse blocks,
+                           session_->AllocateBlocks("it-gpu-pool", kBlocks));
+
+  std::vector<int64_t> order(kBlocks);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(3));
+  std::vector<BlockPair> offload, reload, direct;
+  for (int64_t i = 0; i < kBlocks; ++i) {
+    offload.push_back({i, blocks.block_ids(i), 0, 0});
+    reload.push_back({blocks.block_ids(i), order[i], 0, 0});
+    direct.push_back({i, order[i], 0, 0});
+  }
+  std::vector<uint8_t> expected = mirror_;
+  KVS_ASSERT_OK(ReferenceConvert(WholeBlocks(nhd, hnd), MirrorTable(mirror_, nhd_offsets),
+                                 MirrorTable(expected, hnd_offsets), direct, 4));
+
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse first,
+                           RunBatch(*session_, {MakeJob(BlockSet(src), PoolEndpoint("it-gpu-pool"),
+                                                        WholeBlocks(nhd, uni), offload)}));
+  ASSERT_TRUE(first.all_done());
+  EXPECT_EQ(first.results(0).state(), v1::JOB_DONE) << first.DebugString();
+  EXPECT_EQ(first.results(0).executor(), "gpu:" + *uuid_);
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse second,
+                           RunBatch(*session_, {MakeJob(PoolEndpoint("it-gpu-pool"), BlockSet(dst),
+                                                        WholeBlocks(uni, hnd), reload)}));
+  ASSERT_TRUE(second.all_done());
+  EXPECT_EQ(second.results(0).state(), v1::JOB_DONE) << second.DebugString();
+  EXPECT_TRUE(DeviceEquals(expected));
+  KVS_ASSERT_OK(session_->DestroyPool("it-gpu-pool"));
+}
+
+TEST_F(GpuIpcTest, DeviceAndPinnedHostShmConvertBothWays) {
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t region, RegisterRegion());
+  const LayoutDesc nhd = MakeLayout(LayoutKind::kNHDStack, kShape, DType::kBF16);
+  const LayoutDesc hnd = MakeLayout(LayoutKind::kHNDStack, kShape, DType::kBF16);
+  std::vector<uint64_t> dev_offsets;
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t dev,
+                           RegisterDeviceBlockSet(region, nhd, 4096, true, dev_offsets));
+  KVS_ASSERT_OK_AND_ASSIGN(HostBlockSet host,
+                           MakeHostBlockSet(*session_, hnd, kBlocks, Placement::kExplicit, 9));
+
+  // Device NHD → host HND.
+  const std::vector<BlockPair> pairs = {{0, 3, 0, 0}, {5, 0, 0, 0}, {7, 7, 0, 0}};
+  std::vector<uint8_t> host_expected = host.Snapshot();
+  KVS_ASSERT_OK(ReferenceConvert(WholeBlocks(nhd, hnd), MirrorTable(mirror_, dev_offsets),
+                                 host.Table(host_expected.data()), pairs, 1));
+  KVS_ASSERT_OK_AND_ASSIGN(
+      v1::WaitResponse d2h,
+      RunBatch(*session_, {MakeJob(BlockSet(dev), host.endpoint(), WholeBlocks(nhd, hnd), pairs)}));
+  ASSERT_TRUE(d2h.all_done());
+  EXPECT_EQ(d2h.results(0).state(), v1::JOB_DONE) << d2h.DebugString();
+  EXPECT_EQ(d2h.results(0).executor(), "gpu:" + *uuid_);
+  EXPECT_TRUE(BytesEqual(host.data(), host_expected));
+
+  // Host HND (fresh bytes) → device NHD, heads 2..5 only.
+  FillRandom(host.data(), host.bytes(), 10);
+  TransferSpec heads = WholeBlocks(hnd, nhd);
+  heads.heads = AxisRange{2, 2, 4};
+  std::vector<uint8_t> expected = mirror_;
+  KVS_ASSERT_OK(ReferenceConvert(heads, host.Table(host.data()), MirrorTable(expected, dev_offsets),
+                                 pairs, 1));
+  KVS_ASSERT_OK_AND_ASSIGN(
+      v1::WaitResponse h2d,
+      RunBatch(*session_, {MakeJob(host.endpoint(), BlockSet(dev), heads, pairs)}));
+  ASSERT_TRUE(h2d.all_done());
+  EXPECT_EQ(h2d.results(0).state(), v1::JOB_DONE) << h2d.DebugString();
+  EXPECT_TRUE(DeviceEquals(expected));
+}
+
+TEST_F(GpuIpcTest, IpcErrorsHaveTheirCodesAndLeaveTheDaemonHealthy) {
+  std::string garbage(64, '\0');
+  FillRandom(garbage.data(), garbage.size(), 64);
+  EXPECT_TRUE(HasStatus(session_->RegisterCudaIpcRegion(garbage, *uuid_, 0, 4096),
+                        StatusCode::kInvalidArgument, {"cuda_ipc.handle"}));
+  EXPECT_TRUE(HasStatus(session_->RegisterCudaIpcRegion(memory_->ipc_handle(), *uuid_, 0,
+                                                        kAllocationBytes + (2 << 20)),
+                        StatusCode::kOutOfRange, {"cuda_ipc", "exceeds the allocation"}));
+  EXPECT_TRUE(
+      HasStatus(session_->RegisterCudaIpcRegion(memory_->ipc_handle(), *uuid_, kAllocationBytes, 1),
+                StatusCode::kOutOfRange, {"cuda_ipc", "exceeds the allocation"}));
+  EXPECT_TRUE(
+      HasStatus(session_->RegisterCudaIpcRegion(
+                    memory_->ipc_handle(), "GPU-00000000-0000-0000-0000-000000000000", 0, 4096),
+                StatusCode::kFailedPrecondition, {"gpu uuid", "is not a GPU of this daemon"}));
+  EXPECT_TRUE(HasStatus(
+      session_->RegisterCudaIpcRegion(memory_->ipc_handle().substr(0, 63), *uuid_, 0, 4096),
+      StatusCode::kInvalidArgument, {"cuda_ipc.handle", "63 bytes"}));
+  KVS_ASSERT_OK_AND_ASSIGN(auto health, daemon_->client().Health());
+  EXPECT_EQ(health, health_v1::HealthCheckResponse::SERVING);
+  // The handle still opens after the refusals (no stale cache entry).
+  KVS_ASSERT_OK(RegisterRegion());
+}
+
+}  // namespace
+}  // namespace kvshuttle::it
+
+// Skips (exit 77, CTest: skipped) when no CUDA device is usable.
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (GTEST_FLAG_GET(list_tests)) return RUN_ALL_TESTS();
+  int count = 0;
+  const cudaError_t error = cudaGetDeviceCount(&count);
+  if (error != cudaSuccess || count == 0) {
+    std::printf("SKIPPED: no CUDA device (cudaGetDeviceCount: %s)\n",
+                error == cudaSuccess ? "0 devices" : cudaGetErrorName(error));
+    return 77;
+  }
+  return RUN_ALL_TESTS();
+}
