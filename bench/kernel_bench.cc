@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cctype>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -40,15 +41,14 @@ struct Timing {
   int iterations = 0;
 };
 
+// The kernel module version from /proc/driver/nvidia/version ("... 580.159.04 ...").
 std::string DriverVersion() {
   std::ifstream f("/proc/driver/nvidia/version");
-  std::string line;
-  std::getline(f, line);
-  const size_t k = line.find("Kernel Module");
-  if (k == std::string::npos) return "unknown";
-  std::string rest = line.substr(k + 13);
-  rest.erase(0, rest.find_first_not_of(' '));
-  return rest.substr(0, rest.find(' '));
+  std::string word;
+  while (f >> word) {
+    if (std::count(word.begin(), word.end(), '.') == 2 && std::isdigit(word[0])) return word;
+  }
+  return "unknown";
 }
 
 // Median time of `enqueue` on `stream`, measured with events around each call.

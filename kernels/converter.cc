@@ -107,15 +107,16 @@ std::optional<Converter::StagedJob> Converter::StagedShape(const TransferPlan& p
   }
   const uint64_t block_bytes =
       static_cast<uint64_t>(BytesPerAddress(host.kind, host.shape, DTypeSize(host.dtype)));
-  if (block_bytes > kStagingPieceBytes) return std::nullopt;
-  return StagedJob{dst_host, block_bytes};
+  if (block_bytes > kMaxStagingPieceBytes) return std::nullopt;
+  return StagedJob{dst_host, block_bytes, std::max(kMinStagingPieceBytes, block_bytes)};
 }
 
 Backend Converter::Choose(const TransferPlan& plan, Backend requested) const {
   switch (requested) {
     case Backend::kAuto:
+      if (FewLargeRuns(plan)) return Backend::kAsync;
       if (plan.bytes() >= (int64_t{8} << 20) && StagedShape(plan)) return Backend::kStaged;
-      return FewLargeRuns(plan) ? Backend::kAsync : Backend::kKernel;
+      return Backend::kKernel;
     case Backend::kStaged:
       return StagedShape(plan) ? Backend::kStaged : Backend::kKernel;
     default:
@@ -199,7 +200,6 @@ absl::Status Converter::EnqueueKernel(const TransferPlan& plan, const LaunchOpti
 absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob& job,
                                       const LaunchOptions& options, cudaStream_t stream) {
   if (copy_stream_ == nullptr) {
-    ASSIGN_OR_RETURN(staging_, DeviceBuffer::Create(device_, kStagingPieces * kStagingPieceBytes));
     CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
     for (int i = 0; i < kStagingPieces; ++i) {
       CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&piece_free_[i], cudaEventDisableTiming));
@@ -207,20 +207,30 @@ absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob&
     }
     CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&copies_done_, cudaEventDisableTiming));
   }
+  const uint64_t piece_bytes = job.piece_bytes;
+  if (staging_.size() < kStagingPieces * piece_bytes) {
+    // Grow the ring once every earlier staged job is done with it.
+    for (int i = 0; i < kStagingPieces; ++i) {
+      CUDA_RETURN_IF_ERROR(cudaEventSynchronize(piece_free_[i]));
+    }
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_stream_));
+    staging_ = DeviceBuffer();
+    ASSIGN_OR_RETURN(staging_, DeviceBuffer::Create(device_, kStagingPieces * piece_bytes));
+  }
   // Pairs go through the pieces in windows of `per_window` whole host blocks. The host side of
   // each chunk is relocated into its block's slot of the window's piece.
   const std::vector<ChunkAddress>& chunks = plan.chunks();
   const uint64_t pairs = static_cast<uint64_t>(plan.num_pairs());
   const uint64_t per_pair = chunks.size() / pairs;
-  const uint64_t per_window = std::max<uint64_t>(1, kStagingPieceBytes / job.block_bytes);
+  const uint64_t per_window = std::max<uint64_t>(1, piece_bytes / job.block_bytes);
   const uint64_t windows = (pairs + per_window - 1) / per_window;
   std::vector<ChunkAddress> relocated = chunks;
   std::vector<uint64_t> host_blocks(pairs);
-  uint64_t align_bits = job.block_bytes | kStagingPieceBytes;
+  uint64_t align_bits = job.block_bytes | piece_bytes;
   for (uint64_t p = 0; p < pairs; ++p) {
     const uint64_t piece = (p / per_window) % kStagingPieces;
     const uint64_t slot_base =
-        staging_.address() + piece * kStagingPieceBytes + (p % per_window) * job.block_bytes;
+        staging_.address() + piece * piece_bytes + (p % per_window) * job.block_bytes;
     // Full ranges on the host side: the pair's first chunk starts its host block.
     host_blocks[p] = job.host_is_dst ? chunks[p * per_pair].dst : chunks[p * per_pair].src;
     for (uint64_t c = p * per_pair; c < (p + 1) * per_pair; ++c) {
@@ -244,7 +254,7 @@ absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob&
   for (uint64_t w = 0; w < windows; ++w) {
     const int piece = static_cast<int>(w % kStagingPieces);
     const uint64_t first = w * per_window, last = std::min(pairs, first + per_window);
-    const uint64_t piece_base = staging_.address() + piece * kStagingPieceBytes;
+    const uint64_t piece_base = staging_.address() + piece * piece_bytes;
     auto launch = [&] {
       return LaunchChunkCopy(plan.geometry(), alignment, table + first * per_pair,
                              (last - first) * per_pair, sms, kCappedThreads, stream);

@@ -29,9 +29,12 @@ struct LaunchOptions {
   int max_sms = 0;
 };
 
-// Device staging used by the staged backend: kStagingPieces pieces of kStagingPieceBytes.
-inline constexpr int kStagingPieces = 3;
-inline constexpr uint64_t kStagingPieceBytes = uint64_t{32} << 20;
+// Device staging used by the staged backend: kStagingPieces pieces, each max(8 MiB, one host
+// block) and at most kMaxStagingPieceBytes. Small pieces keep the pipeline's fill (the first
+// window's conversion before the first copy) short.
+inline constexpr int kStagingPieces = 4;
+inline constexpr uint64_t kMinStagingPieceBytes = uint64_t{8} << 20;
+inline constexpr uint64_t kMaxStagingPieceBytes = uint64_t{64} << 20;
 // SMs the staged backend's kernel uses when LaunchOptions::max_sms is 0.
 inline constexpr int kStagedSms = 8;
 
@@ -57,8 +60,8 @@ class Converter {
   // The backend Enqueue uses for `plan` when asked for `requested` (never kAuto):
   // - auto: staged when one side is pinned host memory holding whole blocks of a one-buffer
   //   layout (operational/universal, full head/layer/token ranges on that side), the other side
-  //   device memory, and the plan moves ≥ 8 MiB; else async when the plan is ≤ 256 contiguous
-  //   runs of ≥ 1 MiB; else kernel.
+  //   device memory, and the plan moves ≥ 8 MiB — unless the plan is ≤ 256 contiguous runs of
+  //   ≥ 1 MiB, which go to async (the copy engines directly); else kernel.
   // - staged: staged when the job qualifies as above (any size), else kernel.
   // - kernel, batch, async: themselves.
   Backend Choose(const TransferPlan& plan, Backend requested) const;
@@ -82,6 +85,7 @@ class Converter {
   struct StagedJob {
     bool host_is_dst = false;
     uint64_t block_bytes = 0;
+    uint64_t piece_bytes = 0;  // staging piece: max(kMinStagingPieceBytes, block_bytes)
   };
   std::optional<StagedJob> StagedShape(const TransferPlan& plan) const;
   absl::Status EnqueueStaged(const TransferPlan& plan, const StagedJob& job,

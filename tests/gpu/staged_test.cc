@@ -1,4 +1,4 @@
-// The staged backend on batches larger than its staging ring (3 pieces of 32 MiB), so windows
+// The staged backend on batches larger than its staging ring (4 pieces of 8 MiB), so windows
 // wrap around the pieces: device ⇄ pinned host, byte-exact against the CPU reference, with the
 // untouched host gaps still poisoned.
 #include <string>
@@ -30,7 +30,7 @@ class StagedTest : public ::testing::TestWithParam<StagedParam> {};
 
 TEST_P(StagedTest, WindowsWrapTheStagingRingByteExact) {
   const StagedParam& p = GetParam();
-  // 1 MiB host blocks (nl 8, no 2, nt 32, nh 8, hd 128, bf16); 100 pairs = 100 MiB = 4 windows.
+  // 1 MiB host blocks (nl 8, no 2, nt 32, nh 8, hd 128, bf16); 100 pairs = 13 windows of 8.
   const BlockShape host_shape{8, 2, 32, 8, 128};
   BlockShape device_shape = host_shape;
   device_shape.nh = p.heads_on_device;
