@@ -71,9 +71,12 @@ absl::Status EnqueueBatch(const std::vector<CopyRun>& runs, cudaStream_t stream)
 
 namespace {
 
-// async when the whole plan is a few large contiguous runs (the copy engines win there).
+// async when the whole plan is a few large contiguous runs (the copy engines win there):
+// same-layout-family copies whose rows merge across chunks and blocks.
 bool FewLargeRuns(const TransferPlan& plan) {
-  if (plan.empty() || plan.RowsPerChunk() != 1 || plan.chunks().size() > 4 * kAsyncMaxRuns) {
+  constexpr int64_t kMaxRowsToInspect = int64_t{1} << 16;
+  if (plan.empty() ||
+      plan.RowsPerChunk() * static_cast<int64_t>(plan.chunks().size()) > kMaxRowsToInspect) {
     return false;
   }
   const std::vector<CopyRun> runs = plan.Runs();
