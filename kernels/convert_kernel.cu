@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/fast_divmod.h"
+#include "core/status_macros.h"
 #include "kernels/cuda_check.h"
 
 namespace kvshuttle {
@@ -39,7 +40,6 @@ constexpr int UnrollFor() {
 
 // Kernel parameters; all strides in bytes, counts in vectors of the kernel's width.
 struct ChunkCopyParams {
-  const ChunkAddress* chunks;  // [num_chunks] first-row addresses of each chunk copy
   uint64_t num_chunks;
   uint64_t num_tiles;          // ceil(num_chunks * vecs_per_chunk / tile_vecs)
   FastDivmod vecs_per_chunk;   // chunk_bytes / V
@@ -49,6 +49,17 @@ struct ChunkCopyParams {
   int64_t src_outer_stride;
   int64_t dst_inner_stride;
   int64_t dst_outer_stride;
+};
+
+// Where a kernel reads chunk addresses: a device array (staged per launch) or, for small plans,
+// the kernel's own parameters (no table copy before the launch).
+struct DeviceTable {
+  const ChunkAddress* chunks;
+  __device__ ChunkAddress operator[](uint64_t i) const { return chunks[i]; }
+};
+struct InlineTable {
+  ChunkAddress chunks[kInlineChunks];
+  __device__ ChunkAddress operator[](uint64_t i) const { return chunks[i]; }
 };
 
 template <typename Vec>
@@ -74,14 +85,14 @@ __device__ __forceinline__ void Store(Vec* p, const Vec& v) {
 // idles on chunks smaller than a tile (head-slice and one-layer jobs).
 // Loads vector k of this thread's share of one tile; kOneChunk: the whole tile lies in chunk0
 // (the common case for chunks ≥ a tile), so the chunk address is read once.
-template <int V, bool kOneChunk>
-__device__ __forceinline__ void CopyTile(const ChunkCopyParams& p, uint64_t chunk0,
-                                         uint32_t local0) {
+template <int V, bool kOneChunk, typename Table>
+__device__ __forceinline__ void CopyTile(const ChunkCopyParams& p, const Table& chunks,
+                                         uint64_t chunk0, uint32_t local0) {
   using Vec = typename VecOf<V>::type;
   constexpr int kUnroll = UnrollFor<V>();
   const uint32_t vpc = p.vecs_per_chunk.divisor;
   ChunkAddress c0{};
-  if (kOneChunk) c0 = p.chunks[chunk0];
+  if (kOneChunk) c0 = chunks[chunk0];
   Vec regs[kUnroll];
   uint64_t dst[kUnroll];
 #pragma unroll
@@ -96,7 +107,7 @@ __device__ __forceinline__ void CopyTile(const ChunkCopyParams& p, uint64_t chun
     }
     dst[k] = 0;
     if (kOneChunk || chunk < p.num_chunks) {
-      const ChunkAddress c = kOneChunk ? c0 : p.chunks[chunk];
+      const ChunkAddress c = kOneChunk ? c0 : chunks[chunk];
       const uint32_t row = p.vecs_per_row.Div(idx);
       const uint32_t v = idx - row * p.vecs_per_row.divisor;
       const uint32_t outer = p.inner_count.Div(row);
@@ -116,8 +127,9 @@ __device__ __forceinline__ void CopyTile(const ChunkCopyParams& p, uint64_t chun
 // The batch is one flat index space of num_chunks × vecs_per_chunk vectors; a tile is
 // blockDim.x × kUnroll consecutive vectors and may span several small chunks, so no thread
 // idles on chunks smaller than a tile (head-slice and one-layer jobs).
-template <int V>
-__global__ void __launch_bounds__(1024) ChunkCopyKernel(const ChunkCopyParams p) {
+template <int V, typename Table>
+__global__ void __launch_bounds__(1024) ChunkCopyKernel(const ChunkCopyParams p,
+                                                        const __grid_constant__ Table chunks) {
   const uint32_t tile_vecs = blockDim.x * UnrollFor<V>();
   const uint32_t vpc = p.vecs_per_chunk.divisor;
   for (uint64_t tile = blockIdx.x; tile < p.num_tiles; tile += gridDim.x) {
@@ -125,18 +137,17 @@ __global__ void __launch_bounds__(1024) ChunkCopyKernel(const ChunkCopyParams p)
     const uint64_t chunk0 = first / vpc;  // once per tile
     const uint32_t local0 = static_cast<uint32_t>(first - chunk0 * vpc);
     if (local0 + tile_vecs <= vpc) {
-      CopyTile<V, true>(p, chunk0, local0);
+      CopyTile<V, true>(p, chunks, chunk0, local0);
     } else {
-      CopyTile<V, false>(p, chunk0, local0);
+      CopyTile<V, false>(p, chunks, chunk0, local0);
     }
   }
 }
 
-template <int V>
-absl::Status Launch(const ChunkGeometry& g, const ChunkAddress* device_chunks,
-                    uint64_t num_chunks, int grid_limit, int threads, cudaStream_t stream) {
+template <int V, typename Table>
+absl::Status Launch(const ChunkGeometry& g, const Table& table, uint64_t num_chunks,
+                    int grid_limit, int threads, cudaStream_t stream) {
   ChunkCopyParams p;
-  p.chunks = device_chunks;
   p.num_chunks = num_chunks;
   p.vecs_per_chunk = FastDivmod(static_cast<uint32_t>(g.chunk_bytes() / V));
   const uint64_t tile_vecs = static_cast<uint64_t>(threads) * UnrollFor<V>();
@@ -148,7 +159,7 @@ absl::Status Launch(const ChunkGeometry& g, const ChunkAddress* device_chunks,
   p.dst_inner_stride = g.dst_inner_stride;
   p.dst_outer_stride = g.dst_outer_stride;
   const uint64_t grid = std::min<uint64_t>(p.num_tiles, static_cast<uint64_t>(grid_limit));
-  ChunkCopyKernel<V><<<static_cast<unsigned>(grid), threads, 0, stream>>>(p);
+  ChunkCopyKernel<V, Table><<<static_cast<unsigned>(grid), threads, 0, stream>>>(p, table);
   CUDA_RETURN_IF_ERROR(cudaGetLastError());
   return absl::OkStatus();
 }
@@ -159,11 +170,11 @@ int ResidentCtasPerSm(int alignment, int threads) {
   int per_sm = 1;
   const void* kernel = nullptr;
   switch (alignment) {
-    case 16: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<16>); break;
-    case 8: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<8>); break;
-    case 4: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<4>); break;
-    case 2: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<2>); break;
-    default: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<1>); break;
+    case 16: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<16, DeviceTable>); break;
+    case 8: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<8, DeviceTable>); break;
+    case 4: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<4, DeviceTable>); break;
+    case 2: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<2, DeviceTable>); break;
+    default: kernel = reinterpret_cast<const void*>(&ChunkCopyKernel<1, DeviceTable>); break;
   }
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0) != cudaSuccess) {
     cudaGetLastError();
@@ -178,25 +189,57 @@ absl::Status LaunchChunkCopy(const TransferPlan& plan, const ChunkAddress* devic
                          grid_limit, threads, stream);
 }
 
-absl::Status LaunchChunkCopy(const ChunkGeometry& geometry, int alignment,
-                             const ChunkAddress* device_chunks, uint64_t num_chunks,
-                             int grid_limit, int threads, cudaStream_t stream) {
-  if (num_chunks == 0) return absl::OkStatus();
+namespace {
+
+absl::Status CheckLaunch(int grid_limit, int threads) {
   if (grid_limit < 1 || threads < 32 || threads > 1024 || threads % 32 != 0) {
     return absl::InvalidArgumentError(absl::StrCat("LaunchChunkCopy: grid_limit ", grid_limit,
                                                    " must be ≥ 1 and threads ", threads,
                                                    " a multiple of 32 in [32, 1024]"));
   }
+  return absl::OkStatus();
+}
+
+// Dispatches on the vector width (the one place that maps alignment → kernel).
+template <typename Table>
+absl::Status Dispatch(const ChunkGeometry& g, int alignment, const Table& table,
+                      uint64_t num_chunks, int grid_limit, int threads, cudaStream_t stream) {
   switch (alignment) {
-    case 16: return Launch<16>(geometry, device_chunks, num_chunks, grid_limit, threads, stream);
-    case 8: return Launch<8>(geometry, device_chunks, num_chunks, grid_limit, threads, stream);
-    case 4: return Launch<4>(geometry, device_chunks, num_chunks, grid_limit, threads, stream);
-    case 2: return Launch<2>(geometry, device_chunks, num_chunks, grid_limit, threads, stream);
-    case 1: return Launch<1>(geometry, device_chunks, num_chunks, grid_limit, threads, stream);
+    case 16: return Launch<16>(g, table, num_chunks, grid_limit, threads, stream);
+    case 8: return Launch<8>(g, table, num_chunks, grid_limit, threads, stream);
+    case 4: return Launch<4>(g, table, num_chunks, grid_limit, threads, stream);
+    case 2: return Launch<2>(g, table, num_chunks, grid_limit, threads, stream);
+    case 1: return Launch<1>(g, table, num_chunks, grid_limit, threads, stream);
     default:
       return absl::InternalError(
           absl::StrCat("LaunchChunkCopy: unsupported vector width ", alignment));
   }
+}
+
+}  // namespace
+
+absl::Status LaunchChunkCopy(const ChunkGeometry& geometry, int alignment,
+                             const ChunkAddress* device_chunks, uint64_t num_chunks,
+                             int grid_limit, int threads, cudaStream_t stream) {
+  if (num_chunks == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(CheckLaunch(grid_limit, threads));
+  return Dispatch(geometry, alignment, DeviceTable{device_chunks}, num_chunks, grid_limit,
+                  threads, stream);
+}
+
+absl::Status LaunchChunkCopyInline(const TransferPlan& plan, int grid_limit, int threads,
+                                   cudaStream_t stream) {
+  const std::vector<ChunkAddress>& chunks = plan.chunks();
+  if (chunks.empty()) return absl::OkStatus();
+  if (chunks.size() > static_cast<size_t>(kInlineChunks)) {
+    return absl::InvalidArgumentError(absl::StrCat("LaunchChunkCopyInline: ", chunks.size(),
+                                                   " chunk copies; at most ", kInlineChunks));
+  }
+  RETURN_IF_ERROR(CheckLaunch(grid_limit, threads));
+  InlineTable table{};
+  std::copy(chunks.begin(), chunks.end(), table.chunks);
+  return Dispatch(plan.geometry(), plan.alignment(), table, chunks.size(), grid_limit, threads,
+                  stream);
 }
 
 }  // namespace kvshuttle

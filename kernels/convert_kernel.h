@@ -17,6 +17,14 @@ namespace kvshuttle {
 absl::Status LaunchChunkCopy(const TransferPlan& plan, const ChunkAddress* device_chunks,
                              int grid_limit, int threads, cudaStream_t stream);
 
+// Plans of at most this many chunk copies can pass their table in the kernel parameters.
+inline constexpr int kInlineChunks = 256;
+
+// Launches `plan` (≤ kInlineChunks chunk copies) with its chunk table in the kernel's
+// parameters: no device table and no copy before the launch (one-block jobs).
+absl::Status LaunchChunkCopyInline(const TransferPlan& plan, int grid_limit, int threads,
+                                   cudaStream_t stream);
+
 // CTAs of `threads` threads that fit on one SM at once for the kernel of this vector width;
 // the grid of an uncapped launch is this × the SM count (a persistent grid, one wave).
 int ResidentCtasPerSm(int alignment, int threads);

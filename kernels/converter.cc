@@ -188,12 +188,15 @@ absl::Status Converter::StageTable(const std::vector<ChunkAddress>& chunks, Slot
 
 absl::Status Converter::EnqueueKernel(const TransferPlan& plan, const LaunchOptions& options,
                                       cudaStream_t stream) {
-  Slot* slot = nullptr;
-  RETURN_IF_ERROR(StageTable(plan.chunks(), slot, stream));
   const bool capped = options.max_sms > 0 && options.max_sms < sm_count_;
   const int threads = capped ? kCappedThreads : kThreads;
   const int grid_limit =
       capped ? options.max_sms : sm_count_ * ResidentCtasPerSm(plan.alignment(), threads);
+  if (plan.chunks().size() <= static_cast<size_t>(kInlineChunks)) {
+    return LaunchChunkCopyInline(plan, grid_limit, threads, stream);
+  }
+  Slot* slot = nullptr;
+  RETURN_IF_ERROR(StageTable(plan.chunks(), slot, stream));
   RETURN_IF_ERROR(LaunchChunkCopy(plan, static_cast<const ChunkAddress*>(slot->device.data()),
                                   grid_limit, threads, stream));
   CUDA_RETURN_IF_ERROR(cudaEventRecord(slot->free, stream));
