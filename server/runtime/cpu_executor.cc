@@ -17,22 +17,14 @@
 namespace kvshuttle {
 namespace {
 
-class CpuExecutor : public Executor {
+class CpuExecutor : public QueuedExecutor {
  public:
-  CpuExecutor(int threads, int capacity) : queue_(std::max(capacity, 1)) {
+  CpuExecutor(int threads, int capacity) : QueuedExecutor("cpu", capacity) {
     const int n = std::max(threads, 1);
     threads_.reserve(n);
     for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Loop(); });
   }
   ~CpuExecutor() override { Drain(); }
-
-  const std::string& name() const override { return name_; }
-  absl::Status Submit(std::vector<std::unique_ptr<JobTask>>& tasks) override {
-    return SubmitToQueue(queue_, name_, tasks);
-  }
-  int queue_depth() const override { return queue_.size(); }
-  int capacity() const override { return queue_.capacity(); }
-  uint64_t jobs_done() const override { return jobs_done_.load(std::memory_order_relaxed); }
 
   void Drain() override {
     std::lock_guard<std::mutex> lock(drain_mutex_);
@@ -55,8 +47,7 @@ class CpuExecutor : public Executor {
   void Run(std::unique_ptr<JobTask> task) {
     const absl::Time launch = absl::Now();
     if (std::optional<JobOutcome> dropped = DropOutcome(*task, launch)) {
-      CompleteTask(std::move(task), *dropped);
-      jobs_done_.fetch_add(1, std::memory_order_relaxed);
+      Finish(std::move(task), *dropped);
       return;
     }
     ExecutePlanOnHost(task->plan, 1);  // parallelism comes from the executor's threads
@@ -64,15 +55,10 @@ class CpuExecutor : public Executor {
     outcome.backend = Backend::kKernel;
     outcome.queued = launch - task->submitted;
     outcome.run = absl::Now() - launch;
-    CompleteTask(std::move(task), outcome);
-    jobs_done_.fetch_add(1, std::memory_order_relaxed);
+    Finish(std::move(task), outcome);
   }
 
-  const std::string name_ = "cpu";
-  TaskQueue queue_;
   std::vector<std::thread> threads_;
-  std::mutex drain_mutex_;
-  std::atomic<uint64_t> jobs_done_{0};
 };
 
 }  // namespace

@@ -28,10 +28,10 @@ namespace {
 // Most tasks taken from the queue (and launched ahead of the first completion) at once.
 constexpr int kMaxBatch = 64;
 
-class GpuWorker : public Executor {
+class GpuWorker : public QueuedExecutor {
  public:
   GpuWorker(int ordinal, const std::string& uuid, int capacity)
-      : ordinal_(ordinal), name_(absl::StrCat("gpu:", uuid)), queue_(std::max(capacity, 1)) {}
+      : QueuedExecutor(absl::StrCat("gpu:", uuid), capacity), ordinal_(ordinal) {}
 
   ~GpuWorker() override {
     Drain();
@@ -60,14 +60,6 @@ class GpuWorker : public Executor {
     return absl::OkStatus();
   }
 
-  const std::string& name() const override { return name_; }
-  absl::Status Submit(std::vector<std::unique_ptr<JobTask>>& tasks) override {
-    return SubmitToQueue(queue_, name_, tasks);
-  }
-  int queue_depth() const override { return queue_.size(); }
-  int capacity() const override { return queue_.capacity(); }
-  uint64_t jobs_done() const override { return jobs_done_.load(std::memory_order_relaxed); }
-
   void Drain() override {
     std::lock_guard<std::mutex> lock(drain_mutex_);
     queue_.Close();
@@ -92,7 +84,7 @@ class GpuWorker : public Executor {
       std::vector<Launched> launched;
       launched.reserve(batch.size());
       for (std::unique_ptr<JobTask>& task : batch) Launch(std::move(task), launched);
-      for (Launched& l : launched) Finish(l);
+      for (Launched& l : launched) FinishLaunched(l);
     }
   }
 
@@ -101,14 +93,14 @@ class GpuWorker : public Executor {
   void Launch(std::unique_ptr<JobTask> task, std::vector<Launched>& launched) {
     const absl::Time launch = absl::Now();
     if (std::optional<JobOutcome> dropped = DropOutcome(*task, launch)) {
-      Complete(std::move(task), *dropped);
+      Finish(std::move(task), *dropped);
       return;
     }
     JobOutcome failed;
     failed.queued = launch - task->submitted;
     if (!sticky_.ok()) {
       failed.status = sticky_;
-      Complete(std::move(task), failed);
+      Finish(std::move(task), failed);
       return;
     }
     const absl::StatusOr<Backend> backend =
@@ -124,14 +116,14 @@ class GpuWorker : public Executor {
       failed.status = absl::Status(
           status.code(), absl::StrCat("job ", task->job_id, " on ", name_, ": ", status.message()));
       failed.run = absl::Now() - launch;
-      Complete(std::move(task), failed);
+      Finish(std::move(task), failed);
       return;
     }
     launched.push_back(Launched{std::move(task), event, *backend, launch});
   }
 
   // Waits for a launched task's event and completes it.
-  void Finish(Launched& l) {
+  void FinishLaunched(Launched& l) {
     const cudaError_t error = cudaEventSynchronize(l.event);
     JobOutcome outcome;
     outcome.backend = l.backend;
@@ -145,7 +137,7 @@ class GpuWorker : public Executor {
       outcome.status = sticky_;
       cudaEventDestroy(l.event);
     }
-    Complete(std::move(l.task), outcome);
+    Finish(std::move(l.task), outcome);
   }
 
   absl::Status RecordEvent(cudaEvent_t* event) {
@@ -179,19 +171,10 @@ class GpuWorker : public Executor {
     std::fprintf(stderr, "kvshuttled: %s\n", sticky_.ToString().c_str());
   }
 
-  void Complete(std::unique_ptr<JobTask> task, const JobOutcome& outcome) {
-    CompleteTask(std::move(task), outcome);
-    jobs_done_.fetch_add(1, std::memory_order_relaxed);
-  }
-
   const int ordinal_;
-  const std::string name_;
-  TaskQueue queue_;
   std::unique_ptr<Converter> converter_;
   cudaStream_t stream_ = nullptr;
   std::thread thread_;
-  std::mutex drain_mutex_;
-  std::atomic<uint64_t> jobs_done_{0};
   // Only the worker thread touches these while it runs.
   std::vector<cudaEvent_t> free_events_;
   absl::Status sticky_;

@@ -3,6 +3,12 @@
 // cancel/deadline check, and completing a task.
 #pragma once
 
+#include <string>
+
+#include <atomic>
+
+#include <algorithm>
+
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -63,5 +69,35 @@ std::optional<JobOutcome> DropOutcome(const JobTask& task, absl::Time now);
 
 // Calls task->done(outcome) (when set), then destroys the task, releasing its holds.
 void CompleteTask(std::unique_ptr<JobTask> task, const JobOutcome& outcome);
+
+// What every executor shares: its name, its queue and its completion counter. Subclasses own
+// the threads that pop `queue_`, and complete each task through Finish().
+class QueuedExecutor : public Executor {
+ public:
+  const std::string& name() const override { return name_; }
+  absl::Status Submit(std::vector<std::unique_ptr<JobTask>>& tasks) override {
+    return SubmitToQueue(queue_, name_, tasks);
+  }
+  int queue_depth() const override { return queue_.size(); }
+  int capacity() const override { return queue_.capacity(); }
+  uint64_t jobs_done() const override { return jobs_done_.load(std::memory_order_relaxed); }
+
+ protected:
+  QueuedExecutor(std::string name, int capacity)
+      : name_(std::move(name)), queue_(std::max(capacity, 1)) {}
+
+  // Completes `task` with `outcome` (CompleteTask) and counts it.
+  void Finish(std::unique_ptr<JobTask> task, const JobOutcome& outcome) {
+    CompleteTask(std::move(task), outcome);
+    jobs_done_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  const std::string name_;
+  TaskQueue queue_;
+  std::mutex drain_mutex_;  // serializes Drain
+
+ private:
+  std::atomic<uint64_t> jobs_done_{0};
+};
 
 }  // namespace kvshuttle
