@@ -246,14 +246,26 @@ absl::StatusOr<v1::ListRegionsResponse> Session::ListRegions() {
   return client_.Call(&v1::Shuttle::Stub::ListRegions, request);
 }
 
-absl::StatusOr<v1::RegisterBlockSetResponse> Session::RegisterBlockSet(
-    const v1::Layout& layout, uint32_t num_blocks, const v1::StridedPlacement& placement,
-    absl::string_view name) {
+namespace {
+
+// A RegisterBlockSet request without its placement.
+v1::RegisterBlockSetRequest BlockSetRequest(const std::string& session_id,
+                                            const v1::Layout& layout, uint32_t num_blocks,
+                                            absl::string_view name) {
   v1::RegisterBlockSetRequest request;
-  request.set_session_id(id_);
+  request.set_session_id(session_id);
   request.set_name(std::string(name));
   *request.mutable_layout() = layout;
   request.set_num_blocks(num_blocks);
+  return request;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::RegisterBlockSetResponse> Session::RegisterBlockSet(
+    const v1::Layout& layout, uint32_t num_blocks, const v1::StridedPlacement& placement,
+    absl::string_view name) {
+  v1::RegisterBlockSetRequest request = BlockSetRequest(id_, layout, num_blocks, name);
   *request.mutable_strided() = placement;
   return client_.Call(&v1::Shuttle::Stub::RegisterBlockSet, request);
 }
@@ -261,11 +273,7 @@ absl::StatusOr<v1::RegisterBlockSetResponse> Session::RegisterBlockSet(
 absl::StatusOr<v1::RegisterBlockSetResponse> Session::RegisterBlockSet(
     const v1::Layout& layout, uint32_t num_blocks, const v1::ExplicitPlacement& placement,
     absl::string_view name) {
-  v1::RegisterBlockSetRequest request;
-  request.set_session_id(id_);
-  request.set_name(std::string(name));
-  *request.mutable_layout() = layout;
-  request.set_num_blocks(num_blocks);
+  v1::RegisterBlockSetRequest request = BlockSetRequest(id_, layout, num_blocks, name);
   *request.mutable_explicit_table() = placement;
   return client_.Call(&v1::Shuttle::Stub::RegisterBlockSet, request);
 }

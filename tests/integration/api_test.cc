@@ -22,31 +22,13 @@ namespace {
 
 using absl::StatusCode;
 
-class ApiTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<DaemonProcess>> daemon =
-        DaemonProcess::Start(WithFlags({"--cpu_threads=1", "--queue_capacity=64",
-                                        "--max_jobs_per_batch=128", "--lease_seconds=7"}));
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = daemon->release();
+class ApiTest : public SharedDaemonTest<ApiTest> {
+ public:
+  static DaemonConfig Config() {
+    return WithFlags({"--cpu_threads=1", "--queue_capacity=64", "--max_jobs_per_batch=128",
+                      "--lease_seconds=7"});
   }
-  static void TearDownTestSuite() {
-    delete daemon_;
-    daemon_ = nullptr;
-  }
-  void SetUp() override { ASSERT_NE(daemon_, nullptr) << "the daemon did not start"; }
-  void TearDown() override {
-    if (HasFailure() && daemon_ != nullptr) {
-      std::printf("--- kvshuttled output ---\n%s\n", daemon_->Stderr().c_str());
-    }
-  }
-  static Client& client() { return daemon_->client(); }
-
-  static DaemonProcess* daemon_;
 };
-
-DaemonProcess* ApiTest::daemon_ = nullptr;
 
 // ---------------------------------------------------------------------------------------------
 // Info, health, reflection

@@ -15,29 +15,17 @@
 namespace kvshuttle::it {
 namespace {
 
-class CliTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<DaemonProcess>> daemon = DaemonProcess::Start();
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = daemon->release();
-  }
-  static void TearDownTestSuite() {
-    delete daemon_;
-    daemon_ = nullptr;
-  }
-  void SetUp() override { ASSERT_NE(daemon_, nullptr) << "the daemon did not start"; }
+class CliTest : public SharedDaemonTest<CliTest> {
+ public:
+  static DaemonConfig Config() { return DaemonConfig{}; }
 
+ protected:
   // Runs `kvshuttle --target unix:<socket> args...` (30 s at most).
   static absl::StatusOr<CommandResult> Cli(std::vector<std::string> args) {
     args.insert(args.begin(), {KVS_CLI_PATH, "--target", daemon_->target()});
     return RunCommand(args, absl::Seconds(30));
   }
-
-  static DaemonProcess* daemon_;
 };
-
-DaemonProcess* CliTest::daemon_ = nullptr;
 
 TEST_F(CliTest, DemoConvertsAll25PairsByteExact) {
   KVS_ASSERT_OK_AND_ASSIGN(CommandResult demo, Cli({"demo"}));

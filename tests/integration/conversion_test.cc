@@ -16,30 +16,10 @@ namespace {
 using absl::StatusCode;
 
 // One daemon for the suite; one executor thread, so a slow job keeps later ones queued.
-class ConversionTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<DaemonProcess>> daemon =
-        DaemonProcess::Start(WithFlags({"--cpu_threads=1"}));
-    ASSERT_TRUE(daemon.ok()) << daemon.status();
-    daemon_ = daemon->release();
-  }
-  static void TearDownTestSuite() {
-    delete daemon_;
-    daemon_ = nullptr;
-  }
-  void SetUp() override { ASSERT_NE(daemon_, nullptr) << "the daemon did not start"; }
-  void TearDown() override {
-    if (HasFailure() && daemon_ != nullptr) {
-      std::printf("--- kvshuttled output ---\n%s\n", daemon_->Stderr().c_str());
-    }
-  }
-  static Client& client() { return daemon_->client(); }
-
-  static DaemonProcess* daemon_;
+class ConversionTest : public SharedDaemonTest<ConversionTest> {
+ public:
+  static DaemonConfig Config() { return WithFlags({"--cpu_threads=1"}); }
 };
-
-DaemonProcess* ConversionTest::daemon_ = nullptr;
 
 struct ConversionCase {
   const char* what;

@@ -3,6 +3,9 @@
 // unix socket with leak probes over /proc/<pid>.
 #pragma once
 
+#include <gtest/gtest.h>
+#include <cstdio>
+
 #include <sys/types.h>
 
 #include <csignal>
@@ -120,6 +123,32 @@ class DaemonProcess {
   std::unique_ptr<ChildProcess> child_;
   std::string socket_path_;
   std::unique_ptr<Client> client_;
+};
+
+// A test suite sharing one daemon, started with Derived::Config(); prints the daemon's output
+// when a test fails.
+template <typename Derived>
+class SharedDaemonTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    absl::StatusOr<std::unique_ptr<DaemonProcess>> daemon =
+        DaemonProcess::Start(Derived::Config());
+    ASSERT_TRUE(daemon.ok()) << daemon.status();
+    daemon_ = daemon->release();
+  }
+  static void TearDownTestSuite() {
+    delete daemon_;
+    daemon_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(daemon_, nullptr) << "the daemon did not start"; }
+  void TearDown() override {
+    if (HasFailure() && daemon_ != nullptr) {
+      std::printf("--- kvshuttled output ---\n%s\n", daemon_->Stderr().c_str());
+    }
+  }
+  static Client& client() { return daemon_->client(); }
+
+  static inline DaemonProcess* daemon_ = nullptr;
 };
 
 }  // namespace kvshuttle::it
