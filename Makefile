@@ -30,7 +30,7 @@ venv: .venv/.stamp
 	.venv/bin/pip install -q -r client/requirements-tools.txt
 	touch $@
 
-test: build venv
+test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
 clean:
