@@ -36,12 +36,8 @@ class FloodTest : public ::testing::Test {
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = daemon->release();
     // Baseline after one registration, so a lazily created GPU context is already counted.
-    absl::StatusOr<std::unique_ptr<Session>> warmup =
-        Session::Open(daemon_->client(), "it-warmup", /*attach=*/false);
-    ASSERT_TRUE(warmup.ok()) << warmup.status();
-    absl::StatusOr<std::unique_ptr<SharedMemory>> shm = SharedMemory::Create(4096);
-    ASSERT_TRUE(shm.ok()) << shm.status();
-    ASSERT_TRUE((*warmup)->RegisterHostShmRegion((*shm)->name(), 0, 4096).ok());
+    const absl::Status warmed = WarmUpRegistration(daemon_->client());
+    ASSERT_TRUE(warmed.ok()) << warmed;
     baseline_rss_kib_ = daemon_->VmRssKiB();
   }
   static void TearDownTestSuite() {

@@ -26,14 +26,8 @@ class HostileInputTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<DaemonProcess>> daemon = DaemonProcess::Start();
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = daemon->release();
-    // One registration first, so that descriptors a GPU runtime opens lazily (on the first
-    // cudaHostRegister) are not taken for leaks.
-    absl::StatusOr<std::unique_ptr<Session>> warmup =
-        Session::Open(daemon_->client(), "it-warmup", /*attach=*/false);
-    ASSERT_TRUE(warmup.ok()) << warmup.status();
-    absl::StatusOr<std::unique_ptr<SharedMemory>> shm = SharedMemory::Create(4096);
-    ASSERT_TRUE(shm.ok()) << shm.status();
-    ASSERT_TRUE((*warmup)->RegisterHostShmRegion((*shm)->name(), 0, 4096).ok());
+    const absl::Status warmed = WarmUpRegistration(daemon_->client());
+    ASSERT_TRUE(warmed.ok()) << warmed;
   }
   static void TearDownTestSuite() {
     delete daemon_;

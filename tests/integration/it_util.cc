@@ -273,4 +273,13 @@ int CpuQueueDepth(const Client& client) {
   return -1;
 }
 
+absl::Status WarmUpRegistration(Client& client) {
+  absl::StatusOr<std::unique_ptr<Session>> warmup =
+      Session::Open(client, "it-warmup", /*attach=*/false);
+  if (!warmup.ok()) return warmup.status();
+  absl::StatusOr<std::unique_ptr<SharedMemory>> shm = SharedMemory::Create(4096);
+  if (!shm.ok()) return shm.status();
+  return ToStatus((*warmup)->RegisterHostShmRegion((*shm)->name(), 0, 4096));
+}
+
 }  // namespace kvshuttle::it

@@ -144,4 +144,8 @@ bool WaitUntil(const std::function<bool()>& predicate, absl::Duration timeout);
 // Queue depth of the daemon's CPU executor (GetStats), -1 on error.
 int CpuQueueDepth(const Client& client);
 
+// Registers (and releases) one shared-memory region, so descriptors and mappings a daemon opens
+// lazily on its first registration (a GPU runtime's cudaHostRegister) are not taken for leaks.
+absl::Status WarmUpRegistration(Client& client);
+
 }  // namespace kvshuttle::it

@@ -7,6 +7,7 @@
 
 #include "core/reference.h"
 #include "gtest/gtest.h"
+#include "tests/unit/host_blocks.h"
 #include "tests/unit/status_test_util.h"
 
 namespace kvshuttle {
@@ -18,18 +19,7 @@ constexpr LayoutKind kKinds[] = {LayoutKind::kNHDStack, LayoutKind::kHNDStack,
                                  LayoutKind::kOperationalNHD, LayoutKind::kOperationalHND,
                                  LayoutKind::kUniversal};
 
-DType DTypeOfSize(int es) {
-  switch (es) {
-    case 1:
-      return DType::kUInt8;
-    case 2:
-      return DType::kBF16;
-    case 4:
-      return DType::kF32;
-    default:
-      return DType::kF64;
-  }
-}
+using ::kvshuttle::testing::DTypeOfSize;
 
 // Where the walk put each element: slot and element offset, indexed by the logical index
 // (((l*no + o)*nt + t)*nh + h)*hd + d.
