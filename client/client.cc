@@ -338,11 +338,12 @@ absl::StatusOr<v1::SubmitBatchResponse> Session::SubmitBatch(v1::SubmitBatchRequ
 }
 
 absl::StatusOr<v1::WaitResponse> Session::Wait(absl::Span<const uint64_t> job_ids,
-                                               absl::Duration timeout) {
+                                               absl::Duration timeout, bool until_launched) {
   v1::WaitRequest request;
   request.set_session_id(id_);
   request.mutable_job_ids()->Add(job_ids.begin(), job_ids.end());
   request.set_timeout_seconds(absl::ToDoubleSeconds(timeout));
+  request.set_until_launched(until_launched);
   // The daemon answers when the jobs are done or `timeout` passed; leave it room to answer.
   const absl::Duration deadline = std::max(client_.call_timeout(), timeout + absl::Seconds(5));
   return client_.Call(&v1::Shuttle::Stub::Wait, request, deadline);

@@ -156,9 +156,11 @@ class Session {
 
   // Jobs. SubmitBatch overwrites request.session_id. Wait asks the daemon to wait up to
   // `timeout` (the call deadline is stretched to cover it); unfinished jobs show their state.
+  // `until_launched`: return once every job's copies are on its GPU stream (JobResult.launched)
+  // or it finished — the moment a client stream may wait on the job's completion_event.
   absl::StatusOr<v1::SubmitBatchResponse> SubmitBatch(v1::SubmitBatchRequest request);
   absl::StatusOr<v1::WaitResponse> Wait(absl::Span<const uint64_t> job_ids,
-                                        absl::Duration timeout);
+                                        absl::Duration timeout, bool until_launched = false);
   absl::StatusOr<v1::CancelJobsResponse> CancelJobs(absl::Span<const uint64_t> job_ids);
 
   // All sessions, this one marked `own`.

@@ -434,6 +434,19 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
       }
       executor = gpu_workers_[dev].get();
     }
+    if (job.has_completion_event()) {
+      const size_t size = job.completion_event().handle().size();
+      if (size != 64) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, ".completion_event.handle: ", size,
+            " bytes; a cudaIpcEventHandle_t is 64 bytes"));
+      }
+      if (executor == cpu_executor_.get()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            field, ".completion_event: this job runs on the CPU executor (no device memory on "
+                   "either side); a CUDA event needs a GPU job"));
+      }
+    }
 
     auto task = std::make_unique<JobTask>(*std::move(plan));
     task->job_id = next_id_++;
@@ -442,6 +455,12 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
     task->holds = {src->hold, dst->hold};
     task->cancelled = std::make_shared<CancelToken>();
     task->deadline = call.deadline;
+    if (executor != cpu_executor_.get()) {
+      task->completion_event = job.completion_event().handle();
+      task->launched = [weak_session, id = task->job_id] {
+        if (auto s = weak_session.lock()) s->MarkLaunched(id);
+      };
+    }
     const uint64_t bytes = static_cast<uint64_t>(task->plan.bytes());
     const std::string executor_name = executor->name();
     task->done = [this, weak_session, id = task->job_id, bytes,
@@ -501,7 +520,7 @@ absl::Status Daemon::Wait(const v1::WaitRequest& req, const CallContext& call,
     deadline = std::min(deadline, absl::Now() + absl::Seconds(req.timeout_seconds()));
   }
   ASSIGN_OR_RETURN(*resp, session->Wait({req.job_ids().begin(), req.job_ids().end()}, deadline,
-                                        call.cancelled));
+                                        req.until_launched(), call.cancelled));
   return absl::OkStatus();
 }
 

@@ -188,6 +188,16 @@ void Session::CompleteJob(const v1::JobResult& result) {
   cv_.notify_all();
 }
 
+void Session::MarkLaunched(uint64_t id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(id);
+    if (it == jobs_.end() || Finished(it->second.result.state())) return;
+    it->second.result.set_launched(true);
+  }
+  cv_.notify_all();
+}
+
 void Session::EvictHistoryLocked() {
   while (static_cast<int>(finished_.size()) > limits_.max_job_history) {
     jobs_.erase(finished_.front());
@@ -213,7 +223,7 @@ absl::StatusOr<std::vector<uint64_t>> Session::CancelJobs(const std::vector<uint
 }
 
 absl::StatusOr<v1::WaitResponse> Session::Wait(const std::vector<uint64_t>& ids,
-                                               absl::Time deadline,
+                                               absl::Time deadline, bool until_launched,
                                                const std::function<bool()>& cancelled) {
   std::unique_lock<std::mutex> lock(mu_);
   for (uint64_t id : ids) {
@@ -224,7 +234,9 @@ absl::StatusOr<v1::WaitResponse> Session::Wait(const std::vector<uint64_t>& ids,
   auto all_done = [&] {
     for (uint64_t id : ids) {
       auto it = jobs_.find(id);
-      if (it != jobs_.end() && !Finished(it->second.result.state())) return false;
+      if (it == jobs_.end()) continue;
+      const v1::JobResult& r = it->second.result;
+      if (!Finished(r.state()) && !(until_launched && r.launched())) return false;
     }
     return true;
   };

@@ -65,11 +65,15 @@ class Session {
   // Forgets jobs that never reached an executor (their batch was refused): no result, no event.
   void WithdrawJobs(const std::vector<uint64_t>& ids);
   void CompleteJob(const v1::JobResult& result);
+  // Notes that a job's copies are on its GPU stream (JobResult.launched) and wakes waiters.
+  void MarkLaunched(uint64_t id);
   // Cancels queued jobs among `ids`; NOT_FOUND for an id that is not this session's.
   absl::StatusOr<std::vector<uint64_t>> CancelJobs(const std::vector<uint64_t>& ids);
-  // Waits until every job in `ids` finished, the deadline passed, the session closed or
-  // `cancelled()` returns true. NOT_FOUND for unknown ids. Returns results in `ids` order.
+  // Waits until every job in `ids` finished (or, with `until_launched`, is launched or
+  // finished), the deadline passed, the session closed or `cancelled()` returns true.
+  // NOT_FOUND for unknown ids. Returns results in `ids` order.
   absl::StatusOr<v1::WaitResponse> Wait(const std::vector<uint64_t>& ids, absl::Time deadline,
+                                        bool until_launched,
                                         const std::function<bool()>& cancelled);
 
   // Attach stream support. Attach: FAILED_PRECONDITION if already attached or closed.

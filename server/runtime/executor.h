@@ -63,6 +63,12 @@ struct JobTask {
   std::shared_ptr<CancelToken> cancelled;
   absl::Time submitted = absl::Now();
   absl::Time deadline = absl::InfiniteFuture();  // not launched after this
+  // GPU tasks: a client's CUDA IPC event handle (64 bytes, checked at submit) that the worker
+  // records on its stream right after the copy; empty for none.
+  std::string completion_event;
+  // Called at most once from a GPU worker's thread once the copy (and the completion event's
+  // record) is on the stream, before `done`.
+  std::function<void()> launched;
   // Called exactly once from the executor's thread, after the copy is complete (or dropped).
   // `holds` are released right after it returns.
   std::function<void(const JobOutcome&)> done;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,6 +28,54 @@ namespace {
 
 // Most tasks taken from the queue (and launched ahead of the first completion) at once.
 constexpr int kMaxBatch = 64;
+
+// A client's CUDA IPC event (JobTask::completion_event), opened for one record. Opening per
+// job keeps nothing of a client alive past its job; the driver keeps a destroyed event valid
+// until its pending record completes.
+class ClientEvent {
+ public:
+  // An empty handle is "no event". FAILED_PRECONDITION when the driver refuses the handle.
+  static absl::StatusOr<ClientEvent> Open(const std::string& handle_bytes) {
+    ClientEvent out;
+    if (handle_bytes.empty()) return out;
+    cudaIpcEventHandle_t handle;
+    static_assert(sizeof(handle) == 64);
+    if (handle_bytes.size() != sizeof(handle)) {  // checked at submit; defence in depth
+      return absl::InvalidArgumentError(absl::StrCat(
+          "completion_event.handle: ", handle_bytes.size(), " bytes; expected 64"));
+    }
+    std::memcpy(&handle, handle_bytes.data(), sizeof(handle));
+    const cudaError_t error = cudaIpcOpenEventHandle(&out.event_, handle);
+    if (error != cudaSuccess) {
+      cudaGetLastError();  // not sticky: clear it so the next launch does not see it
+      return absl::FailedPreconditionError(absl::StrCat(
+          "completion_event: cudaIpcOpenEventHandle failed: ", cudaGetErrorName(error), " (",
+          cudaGetErrorString(error), "); the event must be created by a live process with "
+          "cudaEventInterprocess | cudaEventDisableTiming"));
+    }
+    return out;
+  }
+  ClientEvent() = default;
+  ClientEvent(ClientEvent&& other) noexcept : event_(std::exchange(other.event_, nullptr)) {}
+  ClientEvent& operator=(ClientEvent&&) = delete;
+  ~ClientEvent() {
+    if (event_ != nullptr) cudaEventDestroy(event_);
+  }
+
+  // Records the event on `stream` (no-op without an event).
+  absl::Status Record(cudaStream_t stream, const std::string& worker) const {
+    if (event_ == nullptr) return absl::OkStatus();
+    const cudaError_t error = cudaEventRecord(event_, stream);
+    if (error == cudaSuccess) return absl::OkStatus();
+    cudaGetLastError();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "completion_event: cudaEventRecord on ", worker, " failed: ", cudaGetErrorName(error),
+        " (", cudaGetErrorString(error), "); create the event on this GPU"));
+  }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
 
 class GpuWorker : public QueuedExecutor {
  public:
@@ -103,11 +152,22 @@ class GpuWorker : public QueuedExecutor {
       Finish(std::move(task), failed);
       return;
     }
+    // The client's event is opened before anything goes on the stream: a bad handle fails
+    // the job without running it.
+    absl::StatusOr<ClientEvent> client_event = ClientEvent::Open(task->completion_event);
+    if (!client_event.ok()) {
+      failed.status = absl::Status(client_event.status().code(),
+                                   absl::StrCat("job ", task->job_id, ": ",
+                                                client_event.status().message()));
+      Finish(std::move(task), failed);
+      return;
+    }
     const absl::StatusOr<Backend> backend =
         converter_->Enqueue(task->plan, LaunchOptions{task->backend, task->max_sms}, stream_);
     cudaEvent_t event = nullptr;
     absl::Status status = backend.status();
     if (status.ok()) status = RecordEvent(&event);
+    if (status.ok()) status = client_event->Record(stream_, name_);
     if (!status.ok()) {
       // Part of the copy may be on the stream: wait before the task's memory is released.
       const cudaError_t sync = cudaStreamSynchronize(stream_);
@@ -119,6 +179,7 @@ class GpuWorker : public QueuedExecutor {
       Finish(std::move(task), failed);
       return;
     }
+    if (task->launched) task->launched();
     launched.push_back(Launched{std::move(task), event, *backend, launch});
   }
 

@@ -202,6 +202,33 @@ TEST_F(ConversionTest, BlockSetToPoolToBlockSetRoundTrip) {
   KVS_ASSERT_OK(session->DestroyPool("it-trip"));
 }
 
+// Host-only jobs are never "launched" on a GPU stream: Wait(until_launched) returns when they
+// finished, with the bytes in place.
+TEST_F(ConversionTest, WaitUntilLaunchedOnHostJobsReturnsWhenTheyFinished) {
+  KVS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session,
+                           Session::Open(client(), "it-until-launched", /*attach=*/false));
+  const BlockShape shape{2, 2, 16, 4, 8};
+  const LayoutDesc nhd = MakeLayout(LayoutKind::kNHDStack, shape);
+  const LayoutDesc uni = MakeLayout(LayoutKind::kUniversal, shape);
+  KVS_ASSERT_OK_AND_ASSIGN(HostBlockSet src,
+                           MakeHostBlockSet(*session, nhd, 2, Placement::kStrided, 21));
+  KVS_ASSERT_OK_AND_ASSIGN(HostBlockSet dst,
+                           MakeHostBlockSet(*session, uni, 2, Placement::kStrided, 22));
+  const std::vector<BlockPair> pairs = IdentityPairs(2);
+  KVS_ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> expected,
+                           ExpectedAfter(src, dst, WholeBlocks(nhd, uni), pairs));
+  v1::SubmitBatchRequest request;
+  *request.add_jobs() = MakeJob(src.endpoint(), dst.endpoint(), WholeBlocks(nhd, uni), pairs);
+  KVS_ASSERT_OK_AND_ASSIGN(v1::SubmitBatchResponse submitted, session->SubmitBatch(request));
+  KVS_ASSERT_OK_AND_ASSIGN(
+      v1::WaitResponse done,
+      session->Wait(submitted.job_ids(), absl::Seconds(20), /*until_launched=*/true));
+  ASSERT_TRUE(done.all_done()) << done.DebugString();
+  EXPECT_EQ(done.results(0).state(), v1::JOB_DONE);
+  EXPECT_FALSE(done.results(0).launched());
+  EXPECT_TRUE(BytesEqual(dst.data(), expected));
+}
+
 TEST_F(ConversionTest, CancelJobsDropsQueuedJobs) {
   KVS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session,
                            Session::Open(client(), "it-cancel", /*attach=*/true));

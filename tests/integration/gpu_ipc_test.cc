@@ -257,6 +257,103 @@ TEST_F(GpuIpcTest, IpcErrorsHaveTheirCodesAndLeaveTheDaemonHealthy) {
   KVS_ASSERT_OK(RegisterRegion());
 }
 
+// GPU-side completion: the daemon records the client's interprocess event right after a slow
+// job (one SM, 32 MiB operational → universal). This process's stream waits on the event and
+// then copies the destination to the host; without the record that copy would start while
+// the kernel still writes. A refused event handle fails only its own job.
+TEST_F(GpuIpcTest, CompletionEventOrdersAClientStreamAfterTheCopy) {
+  const BlockShape shape{4, 2, 16, 8, 128};  // bf16: 256 KiB per block
+  constexpr int64_t kEventBlocks = 128;       // 32 MiB per side
+  const LayoutDesc op = MakeLayout(LayoutKind::kOperationalNHD, shape, DType::kBF16);
+  const LayoutDesc uni = MakeLayout(LayoutKind::kUniversal, shape, DType::kBF16);
+  const uint64_t block = BytesPerAddress(op.kind, op.shape, 2);
+  const uint64_t side = block * kEventBlocks;
+  KVS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<CudaMemory> memory,
+                           CudaMemory::Allocate(0, 2 * side));
+  std::vector<uint8_t> mirror(2 * side);
+  FillRandom(mirror.data(), mirror.size(), 77);
+  KVS_ASSERT_OK(memory->CopyFromHost(0, mirror.data(), mirror.size()));
+  KVS_ASSERT_OK_AND_ASSIGN(v1::RegisterRegionResponse region,
+                           session_->RegisterCudaIpcRegion(memory->ipc_handle(), *uuid_, 0,
+                                                           2 * side, "event-region"));
+  auto strided = [&](uint64_t at) {
+    v1::StridedPlacement placement;
+    v1::SlotBase* slot = placement.add_slots();
+    slot->set_region_id(region.region().region_id());
+    slot->set_offset(at);
+    placement.set_block_stride(block);
+    return placement;
+  };
+  KVS_ASSERT_OK_AND_ASSIGN(v1::RegisterBlockSetResponse src,
+                           session_->RegisterBlockSet(LayoutToProto(op), kEventBlocks, strided(0)));
+  KVS_ASSERT_OK_AND_ASSIGN(
+      v1::RegisterBlockSetResponse dst,
+      session_->RegisterBlockSet(LayoutToProto(uni), kEventBlocks, strided(side)));
+  std::vector<BlockPair> pairs = IdentityPairs(kEventBlocks);
+  std::vector<uint8_t> expected = mirror;
+  std::vector<uint64_t> src_table, dst_table;
+  for (int64_t b = 0; b < kEventBlocks; ++b) {
+    src_table.push_back(reinterpret_cast<uint64_t>(mirror.data()) + b * block);
+    dst_table.push_back(reinterpret_cast<uint64_t>(expected.data()) + side + b * block);
+  }
+  KVS_ASSERT_OK(ReferenceConvert(WholeBlocks(op, uni), src_table, dst_table, pairs, 4));
+
+  cudaEvent_t event = nullptr;
+  cudaIpcEventHandle_t handle;
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  ASSERT_EQ(cudaEventCreateWithFlags(&event, cudaEventInterprocess | cudaEventDisableTiming),
+            cudaSuccess);
+  ASSERT_EQ(cudaIpcGetEventHandle(&handle, event), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  KVS_ASSERT_OK_AND_ASSIGN(PinnedBuffer host, PinnedBuffer::Create(side));
+
+  v1::Job job = MakeJob(BlockSet(src.block_set().block_set_id()),
+                        BlockSet(dst.block_set().block_set_id()), WholeBlocks(op, uni), pairs);
+  job.set_backend(v1::BACKEND_KERNEL);
+  job.set_max_sms(1);
+  job.mutable_completion_event()->set_handle(reinterpret_cast<const char*>(&handle),
+                                             sizeof(handle));
+  v1::SubmitBatchRequest request;
+  *request.add_jobs() = job;
+  KVS_ASSERT_OK_AND_ASSIGN(v1::SubmitBatchResponse submitted, session_->SubmitBatch(request));
+  KVS_ASSERT_OK_AND_ASSIGN(
+      v1::WaitResponse launched,
+      session_->Wait(submitted.job_ids(), absl::Seconds(20), /*until_launched=*/true));
+  ASSERT_TRUE(launched.results(0).launched() || launched.all_done()) << launched.DebugString();
+  ASSERT_EQ(cudaStreamWaitEvent(stream, event, 0), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(host.data(), static_cast<uint8_t*>(memory->data()) + side, side,
+                            cudaMemcpyDeviceToHost, stream),
+            cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  const std::vector<uint8_t> want(expected.begin() + side, expected.end());
+  EXPECT_TRUE(BytesEqual(static_cast<const uint8_t*>(host.data()), want))
+      << "the client stream read the destination before the daemon's copy finished";
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse done,
+                           session_->Wait(submitted.job_ids(), absl::Seconds(20)));
+  EXPECT_EQ(done.results(0).state(), v1::JOB_DONE) << done.DebugString();
+  EXPECT_TRUE(done.results(0).launched());
+
+  // A handle the driver refuses fails that job only; the next job on the GPU runs.
+  std::string garbage(64, '\0');
+  FillRandom(garbage.data(), garbage.size(), 65);
+  v1::Job bad = job;
+  bad.set_max_sms(0);
+  bad.mutable_completion_event()->set_handle(garbage);
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse refused, RunBatch(*session_, {bad}));
+  EXPECT_EQ(refused.results(0).state(), v1::JOB_FAILED) << refused.DebugString();
+  EXPECT_EQ(refused.results(0).code(), static_cast<int>(StatusCode::kFailedPrecondition));
+  EXPECT_NE(refused.results(0).message().find("completion_event"), std::string::npos);
+  v1::Job plain = job;
+  plain.clear_completion_event();
+  plain.set_max_sms(0);
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse after, RunBatch(*session_, {plain}));
+  EXPECT_EQ(after.results(0).state(), v1::JOB_DONE) << after.DebugString();
+  EXPECT_TRUE(after.results(0).launched());
+  cudaStreamDestroy(stream);
+  cudaEventDestroy(event);
+}
+
 }  // namespace
 }  // namespace kvshuttle::it
 

@@ -309,6 +309,18 @@ TEST_F(HostileInputTest, OutOfRangeJobsAreRejectedAndNothingRuns) {
        [](v1::Job& j) { j.set_backend(static_cast<v1::Backend>(77)); },
        StatusCode::kInvalidArgument,
        {"jobs[1].backend"}},
+      {"completion event handle of 63 bytes",
+       [](v1::Job& j) { j.mutable_completion_event()->set_handle(std::string(63, '\x5a')); },
+       StatusCode::kInvalidArgument,
+       {"jobs[1].completion_event.handle", "63 bytes"}},
+      {"empty completion event handle",
+       [](v1::Job& j) { j.mutable_completion_event(); },
+       StatusCode::kInvalidArgument,
+       {"jobs[1].completion_event.handle", "0 bytes"}},
+      {"completion event on a host-only job",
+       [](v1::Job& j) { j.mutable_completion_event()->set_handle(std::string(64, '\x5a')); },
+       StatusCode::kFailedPrecondition,
+       {"jobs[1].completion_event", "CPU executor"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
