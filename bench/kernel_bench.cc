@@ -20,6 +20,7 @@
 #include "bench/bench_cases.h"
 #include "bench/naive_kernel.h"
 #include "core/status_macros.h"
+#include "kernels/convert_kernel.h"
 #include "kernels/converter.h"
 #include "kernels/cuda_check.h"
 
@@ -34,6 +35,7 @@ struct Args {
   std::string filter;
   double min_ms = 20;
   uint64_t max_bytes = uint64_t{2} << 30;
+  bool sweep = false;  // launch-configuration sweep of D2D kernel cases instead of the matrix
 };
 
 struct Timing {
@@ -126,6 +128,7 @@ class Runner {
     }
     ASSIGN_OR_RETURN(const TransferPlan plan,
                      TransferPlan::Build(c.spec, src_table, dst_table, pairs));
+    if (args_.sweep) return Sweep(plan, json, line);
     const uint64_t bytes = static_cast<uint64_t>(plan.bytes());
     const LaunchOptions options{c.backend, c.max_sms};
     if (c.backend == Backend::kBatch || c.backend == Backend::kAsync) {
@@ -162,6 +165,63 @@ class Runner {
   }
 
  private:
+  // --sweep: the chunk-copy kernel of `plan` (D2D) at several CTA sizes and grid sizes, next to
+  // cudaMemcpy and two plain copy kernels of the same bytes. Grid "occ" is the converter's
+  // persistent one-wave grid; ×2/×4 oversubscribe it; "tiles" launches one CTA per tile.
+  absl::StatusOr<std::string> Sweep(const TransferPlan& plan, std::string json,
+                                    std::string* line) {
+    const uint64_t bytes = static_cast<uint64_t>(plan.bytes());
+    ASSIGN_OR_RETURN(DeviceBuffer table,
+                     DeviceBuffer::Create(0, plan.chunks().size() * sizeof(ChunkAddress)));
+    CUDA_RETURN_IF_ERROR(cudaMemcpy(table.data(), plan.chunks().data(),
+                                    plan.chunks().size() * sizeof(ChunkAddress),
+                                    cudaMemcpyHostToDevice));
+    const auto* chunks = static_cast<const ChunkAddress*>(table.data());
+    ASSIGN_OR_RETURN(const Timing m, Memcpy(bytes, Placement::kD2D));
+    const double memcpy_gbps = bytes / m.seconds / 1e9;
+    absl::StrAppend(&json, ",\"bytes\":", bytes, ",\"memcpy_gbps\":", memcpy_gbps,
+                    ",\"sweep\":[");
+    double best = 0;
+    std::string best_name;
+    bool first = true;
+    auto add = [&](const std::string& name, const Timing& t) {
+      const double gbps = bytes / t.seconds / 1e9;
+      absl::StrAppend(&json, first ? "" : ",", "{\"config\":\"", name, "\",\"gbps\":", gbps,
+                      ",\"ratio_memcpy\":", gbps / memcpy_gbps, "}");
+      first = false;
+      if (name.rfind("chunk", 0) == 0 && gbps > best) {
+        best = gbps;
+        best_name = name;
+      }
+    };
+    int sms = 0;
+    CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+    for (int threads : {128, 256, 512, 1024}) {
+      const int occ = sms * ResidentCtasPerSm(plan.alignment(), threads);
+      for (int mult : {1, 2, 4, 0}) {
+        const int grid = mult == 0 ? (1 << 30) : occ * mult;
+        ASSIGN_OR_RETURN(const Timing t,
+                         TimeIt([&] { return LaunchChunkCopy(plan, chunks, grid, threads,
+                                                             stream_); },
+                                stream_, args_.min_ms));
+        add(absl::StrCat("chunk t", threads, mult == 0 ? " tiles" : absl::StrCat(" occx", mult)),
+            t);
+      }
+    }
+    const uint64_t rounded = bytes / 16 * 16;
+    ASSIGN_OR_RETURN(const Timing pc, Plain(bytes));
+    add("plain grid-stride", pc);
+    for (int threads : {256, 512}) {
+      ASSIGN_OR_RETURN(const Timing pt,
+                       TimeIt([&] { return LaunchPlainTileCopy(dev_dst_.data(), dev_src_.data(),
+                                                               rounded, threads, stream_); },
+                              stream_, args_.min_ms));
+      add(absl::StrCat("plain tiles t", threads), pt);
+    }
+    *line = absl::StrFormat("best %s %.3f x memcpy", best_name, best / memcpy_gbps);
+    return json + "]}";
+  }
+
   absl::StatusOr<Timing> Memcpy(uint64_t bytes, Placement p) {
     const auto key = std::make_pair(bytes, static_cast<int>(p));
     if (auto it = memcpy_cache_.find(key); it != memcpy_cache_.end()) return it->second;
@@ -219,6 +279,8 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
     };
     if (arg == "--quick") {
       a.quick = true;
+    } else if (arg == "--sweep") {
+      a.sweep = true;
     } else if (const char* v = value("suites")) {
       a.suites = absl::StrSplit(v, ',');
     } else if (const char* v = value("out")) {
@@ -235,7 +297,7 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown argument ", arg,
           "; usage: kvs_kernel_bench [--suites=pairs,ranges,backends,placement|all] [--quick] "
-          "[--out=FILE] [--commit=SHA] [--filter=TEXT] [--min_ms=20] [--max_mib=2048]"));
+          "[--out=FILE] [--commit=SHA] [--filter=TEXT] [--min_ms=20] [--max_mib=2048] [--sweep]"));
     }
   }
   return a;
@@ -273,6 +335,7 @@ absl::Status Main(int argc, char** argv) {
                                           " ", BackendName(c.backend),
                                           c.max_sms ? absl::StrCat(" sms=", c.max_sms) : "");
     if (!args.filter.empty() && name.find(args.filter) == std::string::npos) continue;
+    if (args.sweep && (c.placement != Placement::kD2D || c.backend != Backend::kKernel)) continue;
     std::string line;
     absl::StatusOr<std::string> one = runner.Run(c, &line);
     if (!one.ok()) {

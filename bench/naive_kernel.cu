@@ -107,7 +107,35 @@ __global__ void PlainCopyKernel(uint4* __restrict__ dst, const uint4* __restrict
   for (; i < n; i += stride) dst[i] = src[i];
 }
 
+// One tile of blockDim.x × 8 vectors per CTA, no grid-stride loop: the grid covers the bytes.
+__global__ void PlainTileCopyKernel(uint4* __restrict__ dst, const uint4* __restrict__ src,
+                                    uint64_t n) {
+  constexpr int kUnroll = 8;
+  const uint64_t base = uint64_t{blockIdx.x} * blockDim.x * kUnroll + threadIdx.x;
+  uint4 v[kUnroll];
+#pragma unroll
+  for (int k = 0; k < kUnroll; ++k) {
+    const uint64_t i = base + uint64_t{k} * blockDim.x;
+    if (i < n) v[k] = __ldcs(src + i);
+  }
+#pragma unroll
+  for (int k = 0; k < kUnroll; ++k) {
+    const uint64_t i = base + uint64_t{k} * blockDim.x;
+    if (i < n) __stcs(dst + i, v[k]);
+  }
+}
+
 }  // namespace
+
+absl::Status LaunchPlainTileCopy(void* dst, const void* src, uint64_t bytes, int threads,
+                                 cudaStream_t stream) {
+  const uint64_t n = bytes / 16;
+  const uint64_t tile = uint64_t(threads) * 8;
+  PlainTileCopyKernel<<<static_cast<unsigned>((n + tile - 1) / tile), threads, 0, stream>>>(
+      static_cast<uint4*>(dst), static_cast<const uint4*>(src), n);
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
 
 absl::Status LaunchPlainCopy(void* dst, const void* src, uint64_t bytes, cudaStream_t stream) {
   int sms = 0, per_sm = 0;

@@ -22,5 +22,9 @@ namespace kvshuttle {
 // A plain 16-byte grid-stride copy of `bytes` (a multiple of 16) with 4 loads in flight per
 // thread: what an SM copy kernel reaches on contiguous memory, for reference.
 absl::Status LaunchPlainCopy(void* dst, const void* src, uint64_t bytes, cudaStream_t stream);
+// The same bytes with one 8-vector tile per CTA of `threads` and a grid covering them all
+// (no persistent loop) — the chunk-per-CTA shape of copy kernel.
+absl::Status LaunchPlainTileCopy(void* dst, const void* src, uint64_t bytes, int threads,
+                                 cudaStream_t stream);
 
 }  // namespace kvshuttle

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -189,9 +190,12 @@ absl::Status Converter::StageTable(const std::vector<ChunkAddress>& chunks, Slot
 absl::Status Converter::EnqueueKernel(const TransferPlan& plan, const LaunchOptions& options,
                                       cudaStream_t stream) {
   const bool capped = options.max_sms > 0 && options.max_sms < sm_count_;
-  const int threads = capped ? kCappedThreads : kThreads;
-  const int grid_limit =
-      capped ? options.max_sms : sm_count_ * ResidentCtasPerSm(plan.alignment(), threads);
+  // Uncapped: one CTA per tile and the hardware scheduler hands out tiles in address order.
+  // A one-wave persistent grid striding over the tiles reached 0.94 × memcpy on an H100 where
+  // this reached 0.99 (docs/performance.md, the launch sweep). Narrow vectors (rows not a
+  // multiple of 16 bytes) do better with smaller CTAs.
+  const int threads = capped ? kCappedThreads : (plan.alignment() == 16 ? kThreads : 128);
+  const int grid_limit = capped ? options.max_sms : std::numeric_limits<int>::max();
   if (plan.chunks().size() <= static_cast<size_t>(kInlineChunks)) {
     return LaunchChunkCopyInline(plan, grid_limit, threads, stream);
   }
