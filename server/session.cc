@@ -176,7 +176,9 @@ void Session::CompleteJob(const v1::JobResult& result) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(result.job_id());
     if (it == jobs_.end() || Finished(it->second.result.state())) return;
+    const bool launched = it->second.result.launched();
     it->second.result = result;
+    it->second.result.set_launched(launched || result.launched());
     --pending_;
     finished_.push_back(result.job_id());
     EvictHistoryLocked();
