@@ -169,12 +169,10 @@ absl::Status Converter::EnsureSlot(Slot& slot, size_t bytes) {
   if (slot.host.size() >= bytes) return absl::OkStatus();
   const size_t capacity = std::max<size_t>(bytes, size_t{64} << 10);
   ASSIGN_OR_RETURN(slot.host, PinnedBuffer::Create(capacity));
-  ASSIGN_OR_RETURN(slot.device, DeviceBuffer::Create(device_, capacity));
   return absl::OkStatus();
 }
 
-absl::Status Converter::StageTable(const std::vector<ChunkAddress>& chunks, Slot*& slot,
-                                  cudaStream_t stream) {
+absl::Status Converter::StageTable(const std::vector<ChunkAddress>& chunks, Slot*& slot) {
   slot = &slots_[next_slot_];
   next_slot_ = (next_slot_ + 1) % kSlots;
   // The slot's previous kernel must be done reading before its tables are overwritten.
@@ -182,8 +180,6 @@ absl::Status Converter::StageTable(const std::vector<ChunkAddress>& chunks, Slot
   const size_t table_bytes = chunks.size() * sizeof(ChunkAddress);
   RETURN_IF_ERROR(EnsureSlot(*slot, table_bytes));
   std::memcpy(slot->host.data(), chunks.data(), table_bytes);
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(slot->device.data(), slot->host.data(), table_bytes,
-                                       cudaMemcpyHostToDevice, stream));
   return absl::OkStatus();
 }
 
@@ -200,8 +196,8 @@ absl::Status Converter::EnqueueKernel(const TransferPlan& plan, const LaunchOpti
     return LaunchChunkCopyInline(plan, grid_limit, threads, stream);
   }
   Slot* slot = nullptr;
-  RETURN_IF_ERROR(StageTable(plan.chunks(), slot, stream));
-  RETURN_IF_ERROR(LaunchChunkCopy(plan, static_cast<const ChunkAddress*>(slot->device.data()),
+  RETURN_IF_ERROR(StageTable(plan.chunks(), slot));
+  RETURN_IF_ERROR(LaunchChunkCopy(plan, static_cast<const ChunkAddress*>(slot->host.data()),
                                   grid_limit, threads, stream));
   CUDA_RETURN_IF_ERROR(cudaEventRecord(slot->free, stream));
   return absl::OkStatus();
@@ -253,8 +249,8 @@ absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob&
   while (alignment > 1 && (align_bits & (alignment - 1)) != 0) alignment /= 2;
 
   Slot* slot = nullptr;
-  RETURN_IF_ERROR(StageTable(relocated, slot, stream));
-  const ChunkAddress* table = static_cast<const ChunkAddress*>(slot->device.data());
+  RETURN_IF_ERROR(StageTable(relocated, slot));
+  const ChunkAddress* table = static_cast<const ChunkAddress*>(slot->host.data());
   const int sms = options.max_sms > 0 ? std::min(options.max_sms, sm_count_)
                                       : std::min(kStagedSms, sm_count_);
   // The copy stream starts after everything already queued on the caller's stream.

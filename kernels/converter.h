@@ -70,9 +70,11 @@ class Converter {
   int sm_count() const { return sm_count_; }
 
  private:
+  // A chunk table in pinned (mapped) host memory that kernels read directly over PCIe: one
+  // 16-byte read per CTA, where a device copy put a host-to-device copy (655 KB for 256
+  // llama70b blocks) on the stream before every launch (0.94 → 0.97 × memcpy on an H100).
   struct Slot {
     PinnedBuffer host;
-    DeviceBuffer device;
     cudaEvent_t free = nullptr;  // recorded after the last kernel that read this slot
   };
   static constexpr int kSlots = 4;
@@ -90,8 +92,8 @@ class Converter {
   std::optional<StagedJob> StagedShape(const TransferPlan& plan) const;
   absl::Status EnqueueStaged(const TransferPlan& plan, const StagedJob& job,
                              const LaunchOptions& options, cudaStream_t stream);
-  absl::Status StageTable(const std::vector<ChunkAddress>& chunks, Slot*& slot,
-                          cudaStream_t stream);
+  // Copies `chunks` into the next slot once the slot's previous kernel is done with it.
+  absl::Status StageTable(const std::vector<ChunkAddress>& chunks, Slot*& slot);
 
 
   int device_ = 0;
