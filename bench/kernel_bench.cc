@@ -132,8 +132,12 @@ class Runner {
     for (int i = 0; i < c.nb; ++i) {
       pairs[i] = {i, i / c.token_split, 0, (i % c.token_split) * r.token_count};
     }
+    // Each side's blocks lie in one buffer: one segment each, so runs merge across chunks.
+    const std::vector<uint32_t> src_segments(src_table.size(), 0);
+    const std::vector<uint32_t> dst_segments(dst_table.size(), 0);
     ASSIGN_OR_RETURN(const TransferPlan plan,
-                     TransferPlan::Build(c.spec, src_table, dst_table, pairs));
+                     TransferPlan::Build(c.spec, src_table, dst_table, pairs,
+                                         AddressSegments{src_segments, dst_segments}));
     if (args_.sweep) return Sweep(plan, json, line);
     const uint64_t bytes = static_cast<uint64_t>(plan.bytes());
     const LaunchOptions options{c.backend, c.max_sms};

@@ -44,14 +44,28 @@ absl::StatusOr<int64_t> CheckTable(absl::string_view side, const LayoutDesc& des
   return static_cast<int64_t>(addresses.size()) / per_block;
 }
 
+// Table entry holding chunk (layer, outer) of block `block`.
+int64_t ChunkEntry(const LayoutDesc& desc, int64_t block, int64_t layer, int64_t outer) {
+  const BlockShape& s = desc.shape;
+  return IsStack(desc.kind) ? block * s.nl * s.no + layer * s.no + outer : block;
+}
+
 // Address of chunk (layer, outer) of block `block`, before head and token offsets.
 uint64_t ChunkBase(const LayoutDesc& desc, const RowStrides& strides,
                    absl::Span<const uint64_t> addresses, int64_t block, int64_t layer,
                    int64_t outer) {
-  const BlockShape& s = desc.shape;
-  if (IsStack(desc.kind)) return addresses[block * s.nl * s.no + layer * s.no + outer];
-  return addresses[block] + static_cast<uint64_t>(layer * strides.layer_stride +
-                                                  outer * strides.outer_stride);
+  const uint64_t base = addresses[ChunkEntry(desc, block, layer, outer)];
+  if (IsStack(desc.kind)) return base;
+  return base + static_cast<uint64_t>(layer * strides.layer_stride +
+                                      outer * strides.outer_stride);
+}
+
+absl::Status CheckSegments(absl::string_view side, absl::Span<const uint32_t> segments,
+                           absl::Span<const uint64_t> addresses) {
+  if (segments.empty() || segments.size() == addresses.size()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(side, "_segments: ", segments.size(),
+                                                 " entries for ", addresses.size(),
+                                                 " addresses (give one per address or none)"));
 }
 
 int LowestAlignment(uint64_t bits) {
@@ -100,12 +114,15 @@ ChunkGeometry MakeChunkGeometry(const TransferSpec& resolved) {
 absl::StatusOr<TransferPlan> TransferPlan::Build(const TransferSpec& spec,
                                                  absl::Span<const uint64_t> src_addresses,
                                                  absl::Span<const uint64_t> dst_addresses,
-                                                 absl::Span<const BlockPair> pairs) {
+                                                 absl::Span<const BlockPair> pairs,
+                                                 const AddressSegments& segments) {
   TransferPlan plan;
   ASSIGN_OR_RETURN(plan.spec_, ResolveSpec(spec));
   const TransferSpec& r = plan.spec_;
   ASSIGN_OR_RETURN(const int64_t src_blocks, CheckTable("src", r.src, src_addresses));
   ASSIGN_OR_RETURN(const int64_t dst_blocks, CheckTable("dst", r.dst, dst_addresses));
+  RETURN_IF_ERROR(CheckSegments("src", segments.src, src_addresses));
+  RETURN_IF_ERROR(CheckSegments("dst", segments.dst, dst_addresses));
   for (size_t i = 0; i < pairs.size(); ++i) {
     RETURN_IF_ERROR(ValidatePair(r, pairs[i], static_cast<int64_t>(i), src_blocks, dst_blocks));
   }
@@ -125,6 +142,8 @@ absl::StatusOr<TransferPlan> TransferPlan::Build(const TransferSpec& spec,
         " outer chunks exceeds ", kMaxPlanChunks, " chunk copies per plan"));
   }
   plan.chunks_.reserve(static_cast<size_t>(num_chunks));
+  plan.joins_.reserve(static_cast<size_t>(num_chunks));
+  int64_t prev_src_entry = 0, prev_dst_entry = 0;
   uint64_t align_bits = static_cast<uint64_t>(plan.geometry_.row_bytes);
   const ChunkGeometry& g = plan.geometry_;
   if (g.inner_count > 1) align_bits |= g.src_inner_stride | g.dst_inner_stride;
@@ -142,7 +161,20 @@ absl::StatusOr<TransferPlan> TransferPlan::Build(const TransferSpec& spec,
         c.dst = ChunkBase(r.dst, ds, dst_addresses, p.dst_block, r.layers.dst_offset + l, o) +
                 dst_shift;
         align_bits |= c.src | c.dst;
+        // Runs() may continue the previous chunk's run only inside one allocation per side.
+        // A side stays in one allocation when both chunks come from the same table entry (one
+        // piece) or from entries of the same segment.
+        const int64_t se = ChunkEntry(r.src, p.src_block, r.layers.src_offset + l, o);
+        const int64_t de = ChunkEntry(r.dst, p.dst_block, r.layers.dst_offset + l, o);
+        auto same = [](absl::Span<const uint32_t> seg, int64_t a, int64_t b) {
+          return a == b || (!seg.empty() && seg[a] == seg[b]);
+        };
+        const bool joins = !plan.chunks_.empty() && same(segments.src, se, prev_src_entry) &&
+                           same(segments.dst, de, prev_dst_entry);
+        prev_src_entry = se;
+        prev_dst_entry = de;
         plan.chunks_.push_back(c);
+        plan.joins_.push_back(joins);
       }
     }
   }
@@ -154,12 +186,15 @@ std::vector<CopyRun> TransferPlan::Runs() const {
   std::vector<CopyRun> runs;
   const ChunkGeometry& g = geometry_;
   const uint64_t row = static_cast<uint64_t>(g.row_bytes);
-  for (const ChunkAddress& c : chunks_) {
+  for (size_t k = 0; k < chunks_.size(); ++k) {
+    const ChunkAddress& c = chunks_[k];
+    const size_t chunk_first_run = runs.size();
     for (int64_t o = 0; o < g.outer_count; ++o) {
       for (int64_t i = 0; i < g.inner_count; ++i) {
         const uint64_t src = c.src + o * g.src_outer_stride + i * g.src_inner_stride;
         const uint64_t dst = c.dst + o * g.dst_outer_stride + i * g.dst_inner_stride;
-        if (!runs.empty() && runs.back().src + runs.back().bytes == src &&
+        const bool may_join = runs.size() > chunk_first_run || joins_[k];
+        if (may_join && !runs.empty() && runs.back().src + runs.back().bytes == src &&
             runs.back().dst + runs.back().bytes == dst) {
           runs.back().bytes += row;
         } else {

@@ -46,6 +46,16 @@ struct CopyRun {
   uint64_t bytes = 0;
 };
 
+// Which allocation each address-table entry lies in (one id per entry, parallel to the
+// table). Runs() merges the runs of two chunks only when both sides stay in one allocation:
+// one cudaMemcpy may not span two allocations, even when they happen to be adjacent. An
+// empty span means "unknown": on that side a run continues into the next chunk only when both
+// come from the same table entry (one piece).
+struct AddressSegments {
+  absl::Span<const uint32_t> src;
+  absl::Span<const uint32_t> dst;
+};
+
 // Immutable, validated description of one batch. Addresses are opaque 64-bit numbers: device
 // pointers, pinned host pointers or plain host pointers, as the executor requires.
 class TransferPlan {
@@ -56,11 +66,13 @@ class TransferPlan {
   // Errors: RESOURCE_EXHAUSTED over kMaxPlanChunks chunk copies; INVALID_ARGUMENT for a
   // malformed spec, a table whose size is not a multiple of the
   // per-block count, a null address or one whose block extent overflows 64 bits; OUT_OF_RANGE for
-  // ranges, block ids or token offsets outside a side.
+  // ranges, block ids or token offsets outside a side; INVALID_ARGUMENT for segment tables of
+  // the wrong size.
   static absl::StatusOr<TransferPlan> Build(const TransferSpec& spec,
                                             absl::Span<const uint64_t> src_addresses,
                                             absl::Span<const uint64_t> dst_addresses,
-                                            absl::Span<const BlockPair> pairs);
+                                            absl::Span<const BlockPair> pairs,
+                                            const AddressSegments& segments = {});
 
   const TransferSpec& spec() const { return spec_; }
   const ChunkGeometry& geometry() const { return geometry_; }
@@ -73,7 +85,8 @@ class TransferPlan {
   bool empty() const { return chunks_.empty(); }
 
   // The plan as contiguous runs in chunk order, with runs that continue each other on both
-  // sides merged. Size at most chunks × rows.
+  // sides merged — within a chunk always, across chunks only inside one allocation per side
+  // (AddressSegments). Size at most chunks × rows.
   std::vector<CopyRun> Runs() const;
   // Number of runs Runs() would return for the rows of one chunk (a lower bound on its
   // per-chunk cost, used by backend selection).
@@ -85,6 +98,7 @@ class TransferPlan {
   TransferSpec spec_;
   ChunkGeometry geometry_;
   std::vector<ChunkAddress> chunks_;
+  std::vector<bool> joins_;  // per chunk: its rows may continue the previous chunk's run
   int64_t num_pairs_ = 0;
   int alignment_ = 16;
 };

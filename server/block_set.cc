@@ -67,6 +67,12 @@ absl::StatusOr<std::shared_ptr<BlockSetRecord>> BuildBlockSet(
   }
   std::map<uint64_t, std::shared_ptr<Memory>> used;
   record->addresses.resize(static_cast<size_t>(record->num_blocks * slots));
+  record->segments.resize(record->addresses.size());
+  // Each distinct region is one segment: runs of a job never merge across two regions.
+  std::map<uint64_t, uint32_t> segment_of;
+  auto segment = [&segment_of](uint64_t region_id) {
+    return segment_of.emplace(region_id, static_cast<uint32_t>(segment_of.size())).first->second;
+  };
 
   if (request.has_strided()) {
     const v1::StridedPlacement& s = request.strided();
@@ -92,8 +98,10 @@ absl::StatusOr<std::shared_ptr<BlockSetRecord>> BuildBlockSet(
             field, ": offset ", base.offset(), " + ", last, " × block_stride ", stride, " + ",
             extent, " bytes exceeds region ", base.region_id(), " size ", m.size()));
       }
+      const uint32_t seg = segment(base.region_id());
       for (int64_t b = 0; b < record->num_blocks; ++b) {
         record->addresses[b * slots + slot] = m.base() + base.offset() + b * stride;
+        record->segments[b * slots + slot] = seg;
       }
     }
   } else if (request.has_explicit_table()) {
@@ -114,6 +122,7 @@ absl::StatusOr<std::shared_ptr<BlockSetRecord>> BuildBlockSet(
                                                   " size ", m.size()));
       }
       record->addresses[i] = m.base() + a.offset();
+      record->segments[i] = segment(a.region_id());
     }
   } else {
     return absl::InvalidArgumentError("placement: neither strided nor explicit_table is set");

@@ -29,6 +29,7 @@ struct BlockSetRecord {
   LayoutDesc layout;
   int64_t num_blocks = 0;
   std::vector<uint64_t> addresses;  // num_blocks × AddressesPerBlock, block-major
+  std::vector<uint32_t> segments;   // per address: which of its regions (AddressSegments)
   Placement placement;
   std::vector<uint64_t> region_ids;               // distinct regions used
   std::vector<std::shared_ptr<Memory>> memories;  // keeps them mapped

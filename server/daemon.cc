@@ -19,6 +19,7 @@ namespace kvshuttle {
 struct Daemon::Side {
   LayoutDesc layout;
   const std::vector<uint64_t>* addresses = nullptr;
+  const std::vector<uint32_t>* segments = nullptr;  // parallel to `addresses`
   Placement placement;
   std::shared_ptr<const void> hold;  // the block set or pool that owns `addresses`
 };
@@ -351,6 +352,7 @@ absl::StatusOr<Daemon::Side> Daemon::ResolveEndpoint(Session& session,
                        session.FindBlockSet(endpoint.block_set_id()));
       side.layout = bs->layout;
       side.addresses = &bs->addresses;
+      side.segments = &bs->segments;
       side.placement = bs->placement;
       side.hold = std::move(bs);
       return side;
@@ -359,6 +361,7 @@ absl::StatusOr<Daemon::Side> Daemon::ResolveEndpoint(Session& session,
       ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Find(endpoint.pool()));
       side.layout = pool->layout();
       side.addresses = &pool->addresses();
+      side.segments = &pool->segments();
       side.placement = pool->placement();
       side.hold = std::move(pool);
       return side;
@@ -409,7 +412,8 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
     pairs.reserve(job.pairs_size());
     for (const v1::BlockPair& p : job.pairs()) pairs.push_back(BlockPairFromProto(p));
     absl::StatusOr<TransferPlan> plan =
-        TransferPlan::Build(spec, *src->addresses, *dst->addresses, pairs);
+        TransferPlan::Build(spec, *src->addresses, *dst->addresses, pairs,
+                            AddressSegments{*src->segments, *dst->segments});
     if (!plan.ok()) return Prefixed(plan.status(), field);
 
     // Executor: the GPU that owns device memory on either side, else the CPU.

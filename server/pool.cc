@@ -39,6 +39,7 @@ Pool::Pool(std::string name, LayoutDesc layout, int64_t num_blocks, std::string 
   const int64_t slots = AddressesPerBlock(layout_.kind, layout_.shape);
   const int64_t slot_bytes = BytesPerAddress(layout_.kind, layout_.shape, DTypeSize(layout_.dtype));
   addresses_.resize(static_cast<size_t>(num_blocks_ * slots));
+  segments_.assign(addresses_.size(), 0);
   for (int64_t i = 0; i < num_blocks_ * slots; ++i) {
     addresses_[i] = memory_->base() + static_cast<uint64_t>(i * slot_bytes);
   }

@@ -27,6 +27,8 @@ class Pool {
   int64_t num_blocks() const { return num_blocks_; }
   // Address table in the block-set form (block-major, AddressesPerBlock per block).
   const std::vector<uint64_t>& addresses() const { return addresses_; }
+  // All blocks lie in the pool's one allocation: one segment (AddressSegments).
+  const std::vector<uint32_t>& segments() const { return segments_; }
   Placement placement() const;
   const std::shared_ptr<Memory>& memory() const { return memory_; }
 
@@ -44,6 +46,7 @@ class Pool {
   const std::string gpu_uuid_;
   const std::shared_ptr<Memory> memory_;
   std::vector<uint64_t> addresses_;
+  std::vector<uint32_t> segments_;
   mutable std::mutex mu_;
   std::vector<bool> in_use_;
   int64_t used_ = 0;

@@ -48,9 +48,15 @@ std::vector<uint64_t> Table(int64_t entries, uint64_t base, uint64_t spacing) {
   return t;
 }
 
+// Each side's table lies in one allocation (segment 0) unless `segments` says otherwise.
 TransferPlan Build(const TransferSpec& spec, const std::vector<uint64_t>& src,
-                   const std::vector<uint64_t>& dst, const std::vector<BlockPair>& pairs) {
-  absl::StatusOr<TransferPlan> plan = TransferPlan::Build(spec, src, dst, pairs);
+                   const std::vector<uint64_t>& dst, const std::vector<BlockPair>& pairs,
+                   std::vector<uint32_t> src_segments = {},
+                   std::vector<uint32_t> dst_segments = {}) {
+  if (src_segments.empty()) src_segments.assign(src.size(), 0);
+  if (dst_segments.empty()) dst_segments.assign(dst.size(), 0);
+  absl::StatusOr<TransferPlan> plan =
+      TransferPlan::Build(spec, src, dst, pairs, AddressSegments{src_segments, dst_segments});
   EXPECT_TRUE(plan.ok()) << plan.status();
   return *std::move(plan);
 }
@@ -230,6 +236,41 @@ TEST(TransferPlanRunsTest, ContiguousFullCopiesMerge) {
   plan = Build(stack, Table(8, 0x100000, 4096), Table(8, 0x900000, 4096), {{0, 0}, {1, 1}});
   EXPECT_EQ(plan.Runs().size(), 8u);
   EXPECT_EQ(RunBytes(plan.Runs()), plan.bytes());
+}
+
+// Adjacent allocations are still two allocations: one cudaMemcpy may not span them (found by
+// the Python GPU tier, where torch tensors mapped back to back in the daemon).
+TEST(TransferPlanRunsTest, RunsDoNotMergeAcrossAllocations) {
+  const TransferSpec op =
+      Spec(LayoutKind::kOperationalNHD, kSeed, LayoutKind::kOperationalNHD, kSeed);
+  const std::vector<uint64_t> src = Table(3, 0x100000, 480), dst = Table(3, 0x900000, 480);
+  const std::vector<BlockPair> pairs = {{0, 0}, {1, 1}, {2, 2}};
+  // Source block 2 in another allocation that happens to follow block 1.
+  TransferPlan plan = Build(op, src, dst, pairs, {0, 0, 1}, {0, 0, 0});
+  std::vector<CopyRun> runs = plan.Runs();
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].bytes, 960u);
+  EXPECT_EQ(runs[1].src, 0x100000u + 960);
+  EXPECT_EQ(runs[1].bytes, 480u);
+  // Destination side split the same way.
+  EXPECT_EQ(Build(op, src, dst, pairs, {0, 0, 0}, {7, 8, 8}).Runs().size(), 2u);
+  // No segments: only chunks of one table entry (here: one operational block) continue each
+  // other's runs.
+  absl::StatusOr<TransferPlan> unknown = TransferPlan::Build(op, src, dst, pairs);
+  ASSERT_TRUE(unknown.ok()) << unknown.status();
+  EXPECT_EQ(unknown->Runs().size(), 3u);
+  EXPECT_EQ(RunBytes(unknown->Runs()), unknown->bytes());
+  // Rows inside one chunk always merge (a chunk lies in one piece of one allocation).
+  const TransferSpec stack = Spec(LayoutKind::kNHDStack, kSeed, LayoutKind::kNHDStack, kSeed);
+  absl::StatusOr<TransferPlan> rows =
+      TransferPlan::Build(stack, Table(4, 0x100000, 4096), Table(4, 0x900000, 4096), {{0, 0}});
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ(rows->Runs().size(), 4u);  // one run of 120 bytes per chunk
+  // A segment table of the wrong size is refused.
+  const std::vector<uint32_t> two = {0, 0};
+  const std::vector<uint32_t> three = {0, 0, 0};
+  EXPECT_EQ(TransferPlan::Build(op, src, dst, pairs, AddressSegments{two, three}).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(TransferPlanRunsTest, UniversalToUniversal) {
