@@ -1,14 +1,19 @@
 # Thin entry points; the build itself is CMake (CMakePresets.json).
 #   make run    install missing Debian packages, build, start kvshuttled and show it working
 #   make test   install missing Debian packages, build, run every test tier
+#   make dist   static release build (preset `static`) packed as dist/kvshuttle-<v>-linux-x86_64.tar.gz
+#   make dist-check   make dist, then unpack it and smoke-test the packaged binaries
 # CUDA_ARCHS=80,90,102 overrides the CUDA architectures (default 80;90).
 PRESET ?= default
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
+DIST_BUILD_DIR ?= build-static
+DIST_DIR ?= dist
+VERSION := $(shell sed -n 's/^project.kvshuttle VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 comma := ,
 CMAKE_ARGS := $(if $(CUDA_ARCHS),-DCMAKE_CUDA_ARCHITECTURES="$(subst $(comma),;,$(CUDA_ARCHS))")
 
-.PHONY: deps configure build run test clean venv
+.PHONY: deps configure build run test clean venv dist dist-check
 
 deps:
 	@bash cmake/install_deps.sh
@@ -33,5 +38,14 @@ venv: .venv/.stamp
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
+# Release tarball: static binaries (cmake/check_static.sh must pass), deploy/ (not dev/), docs/.
+dist: deps
+	cmake --preset static -B $(DIST_BUILD_DIR) $(CMAKE_ARGS)
+	cmake --build $(DIST_BUILD_DIR) -j $(JOBS) --target kvshuttled kvshuttle
+	bash cmake/make_dist.sh $(DIST_BUILD_DIR) $(DIST_DIR)
+
+dist-check: dist
+	bash cmake/dist_check.sh $(DIST_DIR)/kvshuttle-$(VERSION)-linux-x86_64.tar.gz
+
 clean:
-	rm -rf build build-static build-cpu
+	rm -rf build build-static build-cpu $(DIST_DIR)

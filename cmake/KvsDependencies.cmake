@@ -37,7 +37,8 @@ if(KVS_BUILD_TESTS)
 endif()
 
 # kvs::grpc — gRPC C++, protobuf and the reflection service (registered by a static
-# initializer, hence --whole-archive when linked statically). KVS_HAVE_GRPC is OFF when the
+# initializer, hence --whole-archive when linked statically; with KVS_STATIC also OpenSSL and
+# zlib as archives). KVS_HAVE_GRPC is OFF when the
 # packages are missing; the daemon, client and integration tier are then not built.
 pkg_check_modules(KVS_GRPC grpc++ protobuf)
 find_program(KVS_PROTOC protoc)
@@ -50,7 +51,10 @@ if(KVS_GRPC_FOUND AND KVS_PROTOC AND KVS_GRPC_CPP_PLUGIN)
   if(KVS_STATIC)
     set(_kvs_grpc_libs)
     foreach(_lib IN LISTS KVS_GRPC_STATIC_LIBRARIES)
-      if(_lib MATCHES "^(grpc|gpr|upb|re2|cares|address_sorting|absl_|protobuf)")
+      # OpenSSL and zlib too: a release binary needs nothing beyond the C runtime
+      # (cmake/check_static.sh).
+      if(_lib MATCHES "^(grpc|gpr|upb|re2|cares|address_sorting|absl_|protobuf)" OR
+         _lib MATCHES "^(ssl|crypto|z)$")
         list(APPEND _kvs_grpc_libs "-l:lib${_lib}.a")
       else()
         list(APPEND _kvs_grpc_libs "-l${_lib}")

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "proto/proto_convert.h"
+#include "server/ops/logging.h"
 #include "server/runtime/host_memory.h"
 
 #ifndef KVS_VERSION
@@ -38,6 +39,16 @@ std::string NewSessionId() {
 
 absl::Status Prefixed(const absl::Status& status, absl::string_view field) {
   return absl::Status(status.code(), absl::StrCat(field, ".", status.message()));
+}
+
+// Sessions in logs: the first 8 hex digits. The full id is a capability (whoever holds it can
+// use the session), so it is never logged.
+std::string LogSessionId(const std::string& id) { return id.substr(0, 8); }
+
+// "job failed" lines: a lost GPU fails every job, which must not flood the log.
+LogRateLimiter& JobFailureLogLimit() {
+  static LogRateLimiter limiter(10);
+  return limiter;
 }
 
 absl::Status CheckName(const std::string& name) {
@@ -81,6 +92,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const DaemonOptions& opti
   }
   d->cpu_executor_ =
       CreateCpuExecutor(std::max(1, options.cpu_threads), options.limits.queue_capacity);
+  d->InitMetrics();
   d->reaper_ = std::thread([raw = d.get()] { raw->ReaperLoop(); });
   return d;
 }
@@ -109,14 +121,21 @@ void Daemon::ReaperLoop() {
         if (s->Expired(now)) expired.push_back(s);
       }
     }
-    for (const auto& s : expired) CloseAndForget(s);
+    for (const auto& s : expired) {
+      LogInfo("session lease expired", {{"session", LogSessionId(s->id())}});
+      CloseAndForget(s);
+    }
   }
 }
 
 void Daemon::CloseAndForget(const std::shared_ptr<Session>& session) {
   session->Close();
-  std::lock_guard<std::mutex> lock(mu_);
-  sessions_.erase(session->id());
+  size_t erased = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    erased = sessions_.erase(session->id());
+  }
+  if (erased > 0) LogInfo("session closed", {{"session", LogSessionId(session->id())}});
 }
 
 absl::StatusOr<std::shared_ptr<Session>> Daemon::FindSession(const std::string& id) const {
@@ -165,12 +184,16 @@ absl::Status Daemon::OpenSession(const v1::OpenSessionRequest& req,
   RETURN_IF_ERROR(CheckName(req.client_name()));
   auto session = std::make_shared<Session>(NewSessionId(), req.client_name(),
                                            absl::Now() + options_.lease, options_.limits);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (static_cast<int>(sessions_.size()) >= options_.limits.max_sessions) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "sessions: ", sessions_.size(), " of at most ", options_.limits.max_sessions, " open"));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (static_cast<int>(sessions_.size()) >= options_.limits.max_sessions) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "sessions: ", sessions_.size(), " of at most ", options_.limits.max_sessions, " open"));
+    }
+    sessions_.emplace(session->id(), session);
   }
-  sessions_.emplace(session->id(), session);
+  LogInfo("session opened",
+          {{"session", LogSessionId(session->id())}, {"client", req.client_name()}});
   resp->set_session_id(session->id());
   resp->set_lease_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(options_.lease)));
   return absl::OkStatus();
@@ -247,7 +270,9 @@ absl::Status Daemon::RegisterRegion(const v1::RegisterRegionRequest& req,
   switch (req.memory_case()) {
     case v1::RegisterRegionRequest::kCudaIpc: {
       const v1::CudaIpcMemory& m = req.cuda_ipc();
+      const absl::Time open_start = absl::Now();
       ASSIGN_OR_RETURN(memory, gpu_->OpenIpc(m.handle(), m.gpu_uuid(), m.offset(), m.size()));
+      metrics_->ObserveIpcOpen(absl::Now() - open_start);
       info.set_memory(v1::MEMORY_DEVICE);
       info.set_gpu_uuid(m.gpu_uuid());
       break;
@@ -467,8 +492,9 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
     }
     const uint64_t bytes = static_cast<uint64_t>(task->plan.bytes());
     const std::string executor_name = executor->name();
-    task->done = [this, weak_session, id = task->job_id, bytes,
-                  executor_name](const JobOutcome& outcome) {
+    ExecutorMetrics* job_metrics = &metrics_->Executor(ExecutorLabel(std::max(src_dev, dst_dev)));
+    task->done = [this, weak_session, id = task->job_id, bytes, executor_name, job_metrics,
+                  log_session = LogSessionId(session->id())](const JobOutcome& outcome) {
       v1::JobResult r;
       r.set_job_id(id);
       r.set_code(static_cast<int>(outcome.status.code()));
@@ -489,7 +515,17 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
       } else {
         r.set_state(v1::JOB_FAILED);
         ++jobs_failed_;
+        uint64_t suppressed = 0;
+        if (JobFailureLogLimit().Allow(absl::Now(), &suppressed)) {
+          LogWarning("job failed", {{"session", log_session},
+                                    {"job", id},
+                                    {"executor", executor_name},
+                                    {"code", absl::StatusCodeToString(outcome.status.code())},
+                                    {"error", outcome.status.message()},
+                                    {"suppressed", suppressed}});
+        }
       }
+      job_metrics->ObserveJob(r.state(), outcome, bytes);
       if (auto s = weak_session.lock()) s->CompleteJob(r);
     };
     ids.emplace_back(task->job_id, task->cancelled);

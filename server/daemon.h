@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "kvshuttle/v1/kvshuttle.pb.h"
+#include "server/daemon_metrics.h"
 #include "server/options.h"
 #include "server/pool.h"
 #include "server/runtime/gpu_runtime.h"
@@ -80,6 +81,11 @@ class Daemon {
   // Listen address reported by GetInfo (set by main once the server is up).
   void set_listen_address(std::string address) { listen_address_ = std::move(address); }
 
+  // The daemon's metrics (main serves metrics().registry() over HTTP; the service edge
+  // observes RPCs). Snapshot: the state behind the scrape-time gauges (daemon_state.cc).
+  DaemonMetrics& metrics() { return *metrics_; }
+  DaemonSnapshot Snapshot() const;
+
  private:
   struct Side;  // a resolved job endpoint (daemon.cc)
 
@@ -88,8 +94,11 @@ class Daemon {
   absl::StatusOr<Side> ResolveEndpoint(Session& session, const v1::Endpoint& endpoint) const;
   void ReaperLoop();
   void CloseAndForget(const std::shared_ptr<Session>& session);
+  void InitMetrics();  // daemon_state.cc; called by Create once the executors exist
 
   const DaemonOptions options_;
+  // Declared before the executors: outlives the completions that update it.
+  const std::unique_ptr<DaemonMetrics> metrics_ = std::make_unique<DaemonMetrics>();
   std::unique_ptr<GpuRuntime> gpu_;
   std::vector<std::unique_ptr<Executor>> gpu_workers_;  // index = GPU ordinal
   std::unique_ptr<Executor> cpu_executor_;

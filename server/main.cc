@@ -1,25 +1,43 @@
-// kvshuttled: parses flags into DaemonOptions, starts the gRPC server (kvshuttle.v1 API,
-// grpc.health.v1, reflection) on a unix socket (and optionally TCP), and drains on SIGTERM.
+// kvshuttled: reads its configuration (flags > KVSHUTTLED_* environment > config file >
+// defaults) into DaemonOptions, starts the gRPC server (kvshuttle.v1 API, grpc.health.v1,
+// reflection) on a unix socket (and optionally TCP) and the metrics endpoint, tells systemd
+// when it is ready, and drains on SIGTERM.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <grpc/support/log.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "server/daemon.h"
 #include "server/listener.h"
+#include "server/ops/build_info.h"
+#include "server/ops/config.h"
+#include "server/ops/http_server.h"
+#include "server/ops/logging.h"
+#include "server/ops/sd_notify.h"
 #include "server/service.h"
+
+extern char** environ;
 
 ABSL_FLAG(std::string, listen, "unix:/run/kvshuttle/kvshuttle.sock",
           "unix socket to serve on: unix:PATH or an absolute path");
@@ -37,19 +55,73 @@ ABSL_FLAG(int, max_jobs_per_batch, 4096, "jobs per SubmitBatch");
 ABSL_FLAG(int, max_pairs_per_job, 65536, "block pairs per job");
 ABSL_FLAG(int, queue_capacity, 8192, "queued jobs per executor (full: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int, max_message_mib, 64, "largest gRPC message, MiB");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9461",
+          "serve Prometheus GET /metrics and GET /healthz over HTTP on host:port ([v6]:port; "
+          ":port = every interface; port 0 picks a free one); empty: no metrics endpoint");
+ABSL_FLAG(std::string, log_format, "text",
+          "log lines on stderr: text, or json (one object per line: ts, level, msg, fields)");
+ABSL_FLAG(std::string, log_level, "info", "least severe level logged: debug, info, warning, error");
+ABSL_FLAG(std::string, config, "/etc/kvshuttle/kvshuttled.conf",
+          "config file of `key = value` lines (keys: these flag names); the default path is "
+          "read when it exists, a path given here or in KVSHUTTLED_CONFIG must exist; empty: none");
+ABSL_FLAG(bool, print_config, false,
+          "print the effective configuration (every flag, its value and where it came from: "
+          "command line, environment, config file:line or default) and exit");
 
 namespace kvshuttle {
 namespace {
 
-absl::StatusOr<DaemonOptions> OptionsFromFlags() {
+constexpr absl::string_view kUsage =
+    "kvshuttled: KV-cache block conversion daemon.\n"
+    "  kvshuttled [--listen unix:PATH] [--tcp host:port] [--metrics_address host:port] [flags]\n"
+    "\n"
+    "Every flag can also be set in the environment as KVSHUTTLED_<FLAG NAME IN UPPER CASE>\n"
+    "(e.g. KVSHUTTLED_LOG_FORMAT=json) or in the config file (--config, default\n"
+    "/etc/kvshuttle/kvshuttled.conf when it exists) as a `flag_name = value` line.\n"
+    "Precedence: command line > environment > config file > default. --print_config shows the\n"
+    "result; unknown keys and KVSHUTTLED_* variables are startup errors.";
+
+// The flags of this file: the ones the config layers set and --help lists.
+bool IsDaemonFlagFile(absl::string_view file) { return absl::EndsWith(file, "server/main.cc"); }
+
+std::vector<absl::CommandLineFlag*> DaemonFlags() {
+  std::vector<absl::CommandLineFlag*> flags;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (IsDaemonFlagFile(flag->Filename())) flags.push_back(flag);
+  }
+  return flags;
+}
+
+// Where each flag's value came from, to name it in errors about that value.
+using Origins = std::map<std::string, std::string, std::less<>>;
+
+absl::Status FlagError(const Origins& origins, absl::string_view flag, absl::string_view value,
+                       absl::string_view problem) {
+  std::string origin;
+  if (auto it = origins.find(flag); it != origins.end() && it->second != "command line") {
+    origin = absl::StrCat(" (from ", it->second, ")");
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", flag, "=\"", value, "\"", origin, ": ", problem));
+}
+
+absl::StatusOr<DaemonOptions> OptionsFromFlags(const Origins& origins) {
   DaemonOptions o;
   o.listen = absl::GetFlag(FLAGS_listen);
+  if (UnixSocketPath(o.listen).empty()) {
+    return FlagError(origins, "listen", o.listen, "not a unix socket address (unix:PATH or a path)");
+  }
   o.tcp_listen = absl::GetFlag(FLAGS_tcp);
-  if (!absl::numbers_internal::safe_strtou32_base(absl::GetFlag(FLAGS_socket_mode),
-                                                   &o.socket_mode, 8) ||
+  o.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  if (absl::Status s = CheckListenAddress(o.metrics_address);
+      !o.metrics_address.empty() && !s.ok()) {
+    return FlagError(origins, "metrics_address", o.metrics_address,
+                     "not host:port, [ipv6]:port or :port (port 0-65535); empty: no endpoint");
+  }
+  const std::string mode = absl::GetFlag(FLAGS_socket_mode);
+  if (!absl::numbers_internal::safe_strtou32_base(mode, &o.socket_mode, 8) ||
       o.socket_mode > 0777) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--socket_mode: \"", absl::GetFlag(FLAGS_socket_mode), "\" is not an octal mode"));
+    return FlagError(origins, "socket_mode", mode, "not an octal mode (0000-0777)");
   }
   o.lease = absl::Seconds(absl::GetFlag(FLAGS_lease_seconds));
   o.cpu_threads = absl::GetFlag(FLAGS_cpu_threads);
@@ -64,27 +136,74 @@ absl::StatusOr<DaemonOptions> OptionsFromFlags() {
   l.max_pairs_per_job = absl::GetFlag(FLAGS_max_pairs_per_job);
   l.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
   l.max_message_bytes = int64_t{absl::GetFlag(FLAGS_max_message_mib)} << 20;
-  for (int v : {l.max_sessions, l.max_regions_per_session, l.max_block_sets_per_session,
-                l.max_pools, l.max_jobs_per_batch, l.max_pairs_per_job, l.queue_capacity,
-                o.cpu_threads, absl::GetFlag(FLAGS_lease_seconds),
-                absl::GetFlag(FLAGS_max_message_mib)}) {
-    if (v < 1) return absl::InvalidArgumentError("limits, threads and lease must be ≥ 1");
+  const std::pair<const char*, int> positive[] = {
+      {"max_sessions", l.max_sessions},
+      {"max_regions_per_session", l.max_regions_per_session},
+      {"max_block_sets_per_session", l.max_block_sets_per_session},
+      {"max_pools", l.max_pools},
+      {"max_jobs_per_batch", l.max_jobs_per_batch},
+      {"max_pairs_per_job", l.max_pairs_per_job},
+      {"queue_capacity", l.queue_capacity},
+      {"cpu_threads", o.cpu_threads},
+      {"lease_seconds", absl::GetFlag(FLAGS_lease_seconds)},
+      {"max_message_mib", absl::GetFlag(FLAGS_max_message_mib)},
+  };
+  for (const auto& [name, value] : positive) {
+    if (value < 1) return FlagError(origins, name, absl::StrCat(value), "must be ≥ 1");
+  }
+  if (absl::GetFlag(FLAGS_drain_timeout_seconds) < 0) {
+    return FlagError(origins, "drain_timeout_seconds",
+                     absl::StrCat(absl::GetFlag(FLAGS_drain_timeout_seconds)), "must be ≥ 0");
+  }
+  if (absl::GetFlag(FLAGS_max_message_mib) > 2047) {
+    return FlagError(origins, "max_message_mib", absl::StrCat(absl::GetFlag(FLAGS_max_message_mib)),
+                     "must be < 2048 (gRPC sizes are int)");
   }
   return o;
 }
 
-int Run(const DaemonOptions& options) {
-  const std::string socket_path = UnixSocketPath(options.listen);
-  if (socket_path.empty()) {
-    std::fprintf(stderr, "kvshuttled: --listen %s is not a unix socket address\n",
-                 options.listen.c_str());
-    return 2;
+// gRPC's own log lines go through the facade (so --log_format=json output stays JSON).
+void GrpcLog(gpr_log_func_args* args) {
+  const LogLevel level = args->severity == GPR_LOG_SEVERITY_ERROR  ? LogLevel::kError
+                         : args->severity == GPR_LOG_SEVERITY_INFO ? LogLevel::kInfo
+                                                                   : LogLevel::kDebug;
+  Log(level, args->message != nullptr ? args->message : "",
+      {{"source", "grpc"}, {"file", args->file != nullptr ? args->file : ""}, {"line", args->line}});
+}
+
+// systemd's variables, read by main (the only reader of the environment).
+struct SystemdEnv {
+  std::string notify_socket;
+  std::string watchdog_usec;
+  std::string watchdog_pid;
+};
+
+std::string GetEnv(const char* name) {
+  const char* value = std::getenv(name);
+  return value == nullptr ? std::string() : std::string(value);
+}
+
+void Notify(const SdNotifier& notifier, absl::string_view state) {
+  if (absl::Status s = notifier.Notify(state); !s.ok()) {
+    LogWarning("sd_notify failed", {{"error", s.ToString()}});
   }
+}
+
+int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
+  const std::string socket_path = UnixSocketPath(options.listen);  // non-empty: checked
   if (absl::Status s = PrepareSocketPath(socket_path); !s.ok()) {
-    std::fprintf(stderr, "kvshuttled: %s\n", std::string(s.message()).c_str());
+    LogError(s.message());
     return 1;
   }
-  // SIGTERM/SIGINT are taken by a dedicated thread (sigwait); block them everywhere first.
+  const SdNotifier notifier(systemd.notify_socket);
+  absl::StatusOr<std::optional<absl::Duration>> watchdog_interval =
+      WatchdogInterval(systemd.watchdog_usec, systemd.watchdog_pid, ::getpid());
+  if (!watchdog_interval.ok()) {
+    LogWarning("systemd watchdog disabled", {{"error", watchdog_interval.status().ToString()}});
+    watchdog_interval = std::optional<absl::Duration>();
+  }
+  // SIGTERM/SIGINT are taken by a dedicated thread (sigwait); block them everywhere first
+  // (every thread started below inherits the mask).
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -93,9 +212,33 @@ int Run(const DaemonOptions& options) {
 
   absl::StatusOr<std::unique_ptr<Daemon>> daemon = Daemon::Create(options, CreateGpuRuntime());
   if (!daemon.ok()) {
-    std::fprintf(stderr, "kvshuttled: %s\n", daemon.status().ToString().c_str());
+    LogError(daemon.status().ToString());
     return 1;
   }
+  DaemonMetrics& metrics = (*daemon)->metrics();
+  std::unique_ptr<HttpServer> metrics_server;
+  if (!options.metrics_address.empty()) {
+    Daemon* raw = daemon->get();
+    absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(
+        options.metrics_address, [raw](absl::string_view path) -> HttpResponse {
+          if (path == "/metrics") {
+            return {200, std::string(metrics::kContentType), raw->metrics().registry().Render()};
+          }
+          if (path == "/healthz") {
+            if (raw->draining()) return {503, "text/plain; charset=utf-8", "draining\n"};
+            if (!raw->metrics().serving()) return {503, "text/plain; charset=utf-8", "starting\n"};
+            return {200, "text/plain; charset=utf-8", "ok\n"};
+          }
+          return {404, "text/plain; charset=utf-8", "not found; see /metrics and /healthz\n"};
+        });
+    if (!started.ok()) {
+      LogError(absl::StrCat("--metrics_address: cannot serve metrics on ",
+                            started.status().message()));
+      return 1;
+    }
+    metrics_server = *std::move(started);
+  }
+
   ShuttleService service(**daemon);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -111,8 +254,8 @@ int Run(const DaemonOptions& options) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   umask(old_umask);
   if (server == nullptr) {
-    std::fprintf(stderr, "kvshuttled: cannot listen on %s%s%s\n", options.listen.c_str(),
-                 options.tcp_listen.empty() ? "" : " / ", options.tcp_listen.c_str());
+    LogError(absl::StrCat("cannot listen on ", options.listen,
+                          options.tcp_listen.empty() ? "" : " / ", options.tcp_listen));
     return 1;
   }
   chmod(socket_path.c_str(), options.socket_mode);
@@ -120,37 +263,107 @@ int Run(const DaemonOptions& options) {
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus(true);
   health->SetServingStatus(kvshuttle::v1::Shuttle::service_full_name(), true);
-  std::fprintf(stderr, "kvshuttled: serving on unix:%s%s%s (socket mode %04o)\n",
-               socket_path.c_str(), options.tcp_listen.empty() ? "" : " and ",
-               options.tcp_listen.c_str(), options.socket_mode);
+  metrics.set_serving(true);
+
+  int gpus = 0;
+  for (const DaemonSnapshot::QueueState& q : (*daemon)->Snapshot().queues) {
+    if (q.executor != ExecutorLabel(-1)) ++gpus;
+  }
+  const std::string metrics_url =
+      metrics_server ? absl::StrCat("http://", metrics_server->bound_address(), "/metrics")
+                     : std::string("off");
+  LogInfo(absl::StrCat("serving on unix:", socket_path,
+                       options.tcp_listen.empty() ? "" : " and ", options.tcp_listen),
+          {{"version", BuildVersion()},
+           {"commit", BuildCommit()},
+           {"socket_mode", absl::StrFormat("%04o", options.socket_mode)},
+           {"gpus", gpus},
+           {"metrics", metrics_url}});
+  Notify(notifier, absl::StrCat("READY=1\nSTATUS=serving on unix:", socket_path, ", ", gpus,
+                                gpus == 1 ? " GPU" : " GPUs", ", metrics ", metrics_url));
+  std::unique_ptr<Watchdog> watchdog;
+  if (notifier.enabled() && watchdog_interval->has_value()) {
+    // A ping only after the daemon's state answered: a deadlocked daemon stops pinging.
+    Daemon* raw = daemon->get();
+    watchdog = std::make_unique<Watchdog>(notifier, **watchdog_interval, [raw] {
+      v1::GetStatsResponse stats;
+      return raw->GetStats(v1::GetStatsRequest(), &stats).ok();
+    });
+  }
 
   int sig = 0;
   sigwait(&signals, &sig);
-  std::fprintf(stderr, "kvshuttled: %s: draining\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  LogInfo("draining", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  Notify(notifier, absl::StrCat("STOPPING=1\nSTATUS=draining (",
+                                sig == SIGTERM ? "SIGTERM" : "SIGINT", ")"));
+  metrics.set_serving(false);
   health->SetServingStatus(false);  // every service, kvshuttle.v1.Shuttle included
   (*daemon)->BeginDrain();
   std::thread drain([&] { (*daemon)->Drain(); });
   drain.join();
   server->Shutdown(std::chrono::system_clock::now() +
                    absl::ToChronoMilliseconds(options.drain_timeout));
+  watchdog.reset();
+  metrics_server.reset();  // its handler reads the daemon
   daemon->reset();
   unlink(socket_path.c_str());
-  std::fprintf(stderr, "kvshuttled: stopped\n");
+  LogInfo("stopped");
   return 0;
+}
+
+// Parses flags and the config layers, then runs. Exit status 2: bad configuration.
+int Main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  absl::FlagsUsageConfig usage;
+  usage.contains_helpshort_flags = IsDaemonFlagFile;
+  usage.contains_help_flags = IsDaemonFlagFile;
+  usage.normalize_filename = [](absl::string_view file) {
+    return IsDaemonFlagFile(file) ? std::string("server/main.cc") : std::string(file);
+  };
+  usage.version_string = [] { return VersionLine() + "\n"; };
+  absl::SetFlagsUsageConfig(usage);
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  const auto fail = [](absl::string_view message) {
+    std::fprintf(stderr, "kvshuttled: %s\n", std::string(message).c_str());
+    return 2;
+  };
+  if (positional.size() > 1) {
+    return fail(absl::StrCat("unexpected argument \"", positional[1], "\" (flags start with --)"));
+  }
+
+  ConfigInputs inputs;
+  inputs.flags = DaemonFlags();
+  inputs.on_command_line = FlagsOnCommandLine({argv, argv + argc}, inputs.flags);
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) inputs.environment.emplace_back(*e);
+  absl::StatusOr<std::vector<EffectiveFlag>> config = ApplyConfigLayers(inputs);
+  if (!config.ok()) return fail(config.status().message());
+  Origins origins;
+  for (const EffectiveFlag& flag : *config) origins[flag.name] = flag.origin;
+
+  const std::string log_format = absl::GetFlag(FLAGS_log_format);
+  absl::StatusOr<LogFormat> format = ParseLogFormat(log_format);
+  if (!format.ok()) {
+    return fail(FlagError(origins, "log_format", log_format, "one of text, json").message());
+  }
+  const std::string log_level = absl::GetFlag(FLAGS_log_level);
+  absl::StatusOr<LogLevel> level = ParseLogLevel(log_level);
+  if (!level.ok()) {
+    return fail(FlagError(origins, "log_level", log_level, "one of debug, info, warning, error")
+                    .message());
+  }
+  absl::StatusOr<DaemonOptions> options = OptionsFromFlags(origins);
+  if (!options.ok()) return fail(options.status().message());
+  // Printed only for a configuration that would start: --print_config doubles as a check.
+  if (absl::GetFlag(FLAGS_print_config)) {
+    std::fputs(FormatEffectiveConfig(*config).c_str(), stdout);
+    return 0;
+  }
+  SetLogOptions(*format, *level);
+  gpr_set_log_function(GrpcLog);
+  return Run(*options, {GetEnv("NOTIFY_SOCKET"), GetEnv("WATCHDOG_USEC"), GetEnv("WATCHDOG_PID")});
 }
 
 }  // namespace
 }  // namespace kvshuttle
 
-int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "kvshuttled: KV-cache block conversion daemon.\n  kvshuttled [--listen unix:PATH] "
-      "[--tcp host:port] [flags]");
-  absl::ParseCommandLine(argc, argv);
-  absl::StatusOr<kvshuttle::DaemonOptions> options = kvshuttle::OptionsFromFlags();
-  if (!options.ok()) {
-    std::fprintf(stderr, "kvshuttled: %s\n", std::string(options.status().message()).c_str());
-    return 2;
-  }
-  return kvshuttle::Run(*options);
-}
+int main(int argc, char** argv) { return kvshuttle::Main(argc, argv); }

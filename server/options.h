@@ -30,6 +30,7 @@ struct DaemonOptions {
   int cpu_threads = 2;                       // CPU executor threads
   bool use_gpus = true;                      // false: CPU executor only, even with GPUs
   absl::Duration drain_timeout = absl::Seconds(30);
+  std::string metrics_address = "0.0.0.0:9461";  // HTTP /metrics + /healthz; empty = none
   Limits limits;
 };
 

@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "server/ops/logging.h"
 #include "server/status_map.h"
 
 namespace kvshuttle {
@@ -18,12 +19,28 @@ CallContext ContextOf(grpc::ServerContext* ctx) {
   return call;
 }
 
+// Every RPC ends here: its metrics (kvshuttle_rpc_total, kvshuttle_rpc_seconds), a debug log
+// line, and the one absl → gRPC status mapping.
+grpc::Status Finish(Daemon& daemon, const char* method, absl::Time start,
+                    const absl::Status& status) {
+  const absl::Duration elapsed = absl::Now() - start;
+  daemon.metrics().ObserveRpc(method, status.code(), elapsed);
+  if (LogEnabled(LogLevel::kDebug)) {
+    LogDebug("rpc", {{"method", method},
+                     {"code", absl::StatusCodeToString(status.code())},
+                     {"seconds", absl::ToDoubleSeconds(elapsed)},
+                     {"error", status.message()}});
+  }
+  return ToGrpcStatus(status);
+}
+
 }  // namespace
 
 #define KVS_UNARY(Method)                                                               \
   grpc::Status ShuttleService::Method(grpc::ServerContext*, const v1::Method##Request* req, \
                                       v1::Method##Response* resp) {                     \
-    return ToGrpcStatus(daemon_.Method(*req, resp));                                    \
+    const absl::Time start = absl::Now();                                               \
+    return Finish(daemon_, #Method, start, daemon_.Method(*req, resp));                 \
   }
 
 KVS_UNARY(GetInfo)
@@ -49,18 +66,22 @@ KVS_UNARY(GetStats)
 grpc::Status ShuttleService::SubmitBatch(grpc::ServerContext* ctx,
                                          const v1::SubmitBatchRequest* req,
                                          v1::SubmitBatchResponse* resp) {
-  return ToGrpcStatus(daemon_.SubmitBatch(*req, ContextOf(ctx), resp));
+  const absl::Time start = absl::Now();
+  return Finish(daemon_, "SubmitBatch", start, daemon_.SubmitBatch(*req, ContextOf(ctx), resp));
 }
 
 grpc::Status ShuttleService::Wait(grpc::ServerContext* ctx, const v1::WaitRequest* req,
                                   v1::WaitResponse* resp) {
-  return ToGrpcStatus(daemon_.Wait(*req, ContextOf(ctx), resp));
+  const absl::Time start = absl::Now();
+  return Finish(daemon_, "Wait", start, daemon_.Wait(*req, ContextOf(ctx), resp));
 }
 
 grpc::Status ShuttleService::Attach(grpc::ServerContext* ctx, const v1::AttachRequest* req,
                                     grpc::ServerWriter<v1::SessionEvent>* writer) {
-  return ToGrpcStatus(daemon_.Attach(
-      *req, ContextOf(ctx), [writer](const v1::SessionEvent& e) { return writer->Write(e); }));
+  const absl::Time start = absl::Now();
+  return Finish(daemon_, "Attach", start,
+                daemon_.Attach(*req, ContextOf(ctx),
+                               [writer](const v1::SessionEvent& e) { return writer->Write(e); }));
 }
 
 }  // namespace kvshuttle

@@ -10,8 +10,9 @@ mkdir -p "$run_dir"
 daemon=$build/server/kvshuttled
 cli="$build/client/kvshuttle --target unix:$sock"
 
-echo "== starting $daemon --listen unix:$sock (log: $run_dir/kvshuttled.log)"
-"$daemon" --listen "unix:$sock" >"$run_dir/kvshuttled.log" 2>&1 &
+# Metrics on a free loopback port (the default, 0.0.0.0:9461, may be taken on a dev machine).
+echo "== starting $daemon --listen unix:$sock --metrics_address 127.0.0.1:0 (log: $run_dir/kvshuttled.log)"
+"$daemon" --listen "unix:$sock" --metrics_address 127.0.0.1:0 >"$run_dir/kvshuttled.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -23,6 +24,14 @@ echo "== kvshuttle health";  $cli health
 echo "== kvshuttle info";    $cli info
 echo "== kvshuttle demo";    $cli demo
 echo "== kvshuttle stats";   $cli stats
+port=$(sed -n 's|.*metrics=http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' "$run_dir/kvshuttled.log" | head -1)
+if [ -n "$port" ]; then
+  echo "== GET http://127.0.0.1:$port/metrics (kvshuttle_jobs_total, kvshuttle_bytes_moved_total)"
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n' >&3
+  grep -E '^kvshuttle_(jobs_total|bytes_moved_total)' <&3 || true
+  exec 3>&-
+fi
 if [ -x .venv/bin/python ]; then
   echo "== server reflection (client/grpc_reflect.py)"
   .venv/bin/python client/grpc_reflect.py "unix:$sock" list

@@ -5,7 +5,6 @@
 #include "server/runtime/cuda_runtime.h"
 
 #include <condition_variable>
-#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -21,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "core/status_macros.h"
 #include "kernels/cuda_check.h"
+#include "server/ops/logging.h"
 #include "server/runtime/ipc_request.h"
 
 namespace kvshuttle {
@@ -45,8 +45,8 @@ class DeviceGuard {
 // For failures in destructors and release paths, which cannot return a Status.
 void LogCudaError(cudaError_t error, absl::string_view what) {
   if (error == cudaSuccess) return;
-  std::fprintf(stderr, "kvshuttled: %s: %s (%s)\n", std::string(what).c_str(),
-               cudaGetErrorName(error), cudaGetErrorString(error));
+  LogError(absl::StrCat(what, ": ", cudaGetErrorName(error)),
+           {{"error", cudaGetErrorString(error)}});
 }
 
 // CudaStatus for a failed call, also clearing the (non-sticky) error from this thread's

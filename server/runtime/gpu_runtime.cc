@@ -2,7 +2,6 @@
 // factory that picks the CUDA runtime when a usable GPU exists.
 #include "server/runtime/gpu_runtime.h"
 
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -12,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
+#include "server/ops/logging.h"
 #include "server/runtime/ipc_request.h"
 
 #if KVS_HAVE_CUDA
@@ -112,12 +112,10 @@ std::unique_ptr<GpuRuntime> CreateGpuRuntime() {
 #if KVS_HAVE_CUDA
   absl::StatusOr<std::unique_ptr<GpuRuntime>> cuda = CreateCudaRuntime();
   if (cuda.ok()) return std::move(cuda).value();
-  std::fprintf(stderr,
-               "kvshuttled: no usable GPU (%s); serving host memory with the CPU executor only\n",
-               cuda.status().ToString().c_str());
+  LogWarning("no usable GPU; serving host memory with the CPU executor only",
+             {{"error", cuda.status().ToString()}});
 #else
-  std::fprintf(stderr,
-               "kvshuttled: built without CUDA; serving host memory with the CPU executor only\n");
+  LogInfo("built without CUDA; serving host memory with the CPU executor only");
 #endif
   return CreateNullGpuRuntime();
 }

@@ -4,7 +4,6 @@
 // with INTERNAL.
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -20,6 +19,7 @@
 #include "core/status_macros.h"
 #include "kernels/converter.h"
 #include "kernels/cuda_check.h"
+#include "server/ops/logging.h"
 #include "server/runtime/cuda_runtime.h"
 #include "server/runtime/task_queue.h"
 
@@ -229,7 +229,8 @@ class GpuWorker : public QueuedExecutor {
     sticky_ = absl::InternalError(absl::StrCat(
         name_, " is in a CUDA error state since ", context, ": ", cudaGetErrorName(error), " (",
         cudaGetErrorString(error), "); every later job on this GPU fails; restart the daemon"));
-    std::fprintf(stderr, "kvshuttled: %s\n", sticky_.ToString().c_str());
+    LogError("GPU in a CUDA error state; restart the daemon",
+             {{"executor", name_}, {"error", sticky_.ToString()}});
   }
 
   const int ordinal_;

@@ -187,8 +187,11 @@ absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(DaemonConfig
   std::unique_ptr<DaemonProcess> daemon(new DaemonProcess());
   daemon->socket_path_ =
       config.socket_path.empty() ? UniqueTmpPath(".sock") : std::move(config.socket_path);
+  // No metrics endpoint (tests run daemons in parallel; a test that wants one passes
+  // --metrics_address, which comes later and wins) and no /etc config file.
   std::vector<std::string> argv = {KVS_DAEMON_PATH, "--listen=unix:" + daemon->socket_path_,
-                                   absl::StrCat("--gpus=", config.gpus ? "true" : "false")};
+                                   absl::StrCat("--gpus=", config.gpus ? "true" : "false"),
+                                   "--metrics_address=", "--config="};
   argv.insert(argv.end(), config.flags.begin(), config.flags.end());
   absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Spawn(argv);
   if (!child.ok()) return child.status();
