@@ -10,6 +10,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   python3 python3-venv python3-pip
   python3-grpcio python3-protobuf python3-numpy python3-pytest python3-yaml
+  systemd
 )
 
 missing=()
