@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <thread>
 
@@ -182,28 +183,48 @@ absl::StatusOr<TransferPlan> TransferPlan::Build(const TransferSpec& spec,
   return plan;
 }
 
-std::vector<CopyRun> TransferPlan::Runs() const {
-  std::vector<CopyRun> runs;
+bool TransferPlan::VisitRuns(const std::function<bool(const CopyRun&)>& visit) const {
   const ChunkGeometry& g = geometry_;
   const uint64_t row = static_cast<uint64_t>(g.row_bytes);
+  CopyRun run{};
+  bool open = false;  // `run` holds rows not yet visited
   for (size_t k = 0; k < chunks_.size(); ++k) {
     const ChunkAddress& c = chunks_[k];
-    const size_t chunk_first_run = runs.size();
+    bool first_row = true;
     for (int64_t o = 0; o < g.outer_count; ++o) {
       for (int64_t i = 0; i < g.inner_count; ++i) {
         const uint64_t src = c.src + o * g.src_outer_stride + i * g.src_inner_stride;
         const uint64_t dst = c.dst + o * g.dst_outer_stride + i * g.dst_inner_stride;
-        const bool may_join = runs.size() > chunk_first_run || joins_[k];
-        if (may_join && !runs.empty() && runs.back().src + runs.back().bytes == src &&
-            runs.back().dst + runs.back().bytes == dst) {
-          runs.back().bytes += row;
-        } else {
-          runs.push_back(CopyRun{src, dst, row});
+        // Rows of one chunk may always merge; a chunk's first row only where joins_ allows.
+        const bool may_join = !first_row || joins_[k];
+        first_row = false;
+        if (open && may_join && run.src + run.bytes == src && run.dst + run.bytes == dst) {
+          run.bytes += row;
+          continue;
         }
+        if (open && !visit(run)) return false;
+        run = CopyRun{src, dst, row};
+        open = true;
       }
     }
   }
+  return !open || visit(run);
+}
+
+std::vector<CopyRun> TransferPlan::Runs() const {
+  std::vector<CopyRun> runs;
+  VisitRuns([&runs](const CopyRun& r) {
+    runs.push_back(r);
+    return true;
+  });
   return runs;
+}
+
+bool TransferPlan::FewLargeRuns(size_t max_runs, uint64_t min_run_bytes) const {
+  if (empty()) return false;
+  size_t count = 0;
+  return VisitRuns(
+      [&](const CopyRun& r) { return ++count <= max_runs && r.bytes >= min_run_bytes; });
 }
 
 void ExecutePlanOnHost(const TransferPlan& plan, int num_threads) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -88,6 +89,11 @@ class TransferPlan {
   // sides merged — within a chunk always, across chunks only inside one allocation per side
   // (AddressSegments). Size at most chunks × rows.
   std::vector<CopyRun> Runs() const;
+  // The same runs, in order, to `visit` until it returns false (then false). No allocation.
+  bool VisitRuns(const std::function<bool(const CopyRun&)>& visit) const;
+  // True when the plan is at most `max_runs` runs, each ≥ `min_run_bytes`. Stops at the first
+  // run that breaks either bound (row-granular plans: after one run).
+  bool FewLargeRuns(size_t max_runs, uint64_t min_run_bytes) const;
   // Number of runs Runs() would return for the rows of one chunk (a lower bound on its
   // per-chunk cost, used by backend selection).
   int64_t RowsPerChunk() const { return geometry_.inner_count * geometry_.outer_count; }

@@ -273,6 +273,30 @@ TEST(TransferPlanRunsTest, RunsDoNotMergeAcrossAllocations) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(TransferPlanRunsTest, FewLargeRunsStopsAtTheFirstRunThatBreaksABound) {
+  const TransferSpec op =
+      Spec(LayoutKind::kOperationalNHD, kSeed, LayoutKind::kOperationalNHD, kSeed);
+  // Three adjacent 480-byte blocks: one run of 1440 bytes.
+  const std::vector<uint64_t> src = Table(3, 0x100000, 480), dst = Table(3, 0x900000, 480);
+  TransferPlan merged = Build(op, src, dst, {{0, 0}, {1, 1}, {2, 2}});
+  EXPECT_TRUE(merged.FewLargeRuns(1, 1440));
+  EXPECT_FALSE(merged.FewLargeRuns(1, 1441));
+  // Permuted: three runs of 480 bytes.
+  TransferPlan permuted = Build(op, src, dst, {{0, 1}, {1, 0}, {2, 2}});
+  EXPECT_TRUE(permuted.FewLargeRuns(3, 480));
+  EXPECT_FALSE(permuted.FewLargeRuns(2, 480));
+  EXPECT_FALSE(permuted.FewLargeRuns(3, 481));
+  // A transpose is one run per row: the visit stops after the first run.
+  const TransferSpec transpose =
+      Spec(LayoutKind::kNHDStack, kSeed, LayoutKind::kUniversal, kSeed);
+  TransferPlan rows = Build(transpose, Table(4, 0x100000, 4096), {0x900000}, {{0, 0}});
+  int visited = 0;
+  EXPECT_FALSE(rows.VisitRuns([&](const CopyRun&) { return ++visited < 1; }));
+  EXPECT_EQ(visited, 1);
+  EXPECT_FALSE(rows.FewLargeRuns(1000, 11));
+  EXPECT_GT(rows.Runs().size(), 1u);
+}
+
 TEST(TransferPlanRunsTest, UniversalToUniversal) {
   // nh 1: the (layer, outer) chunks of a block follow each other → one run for adjacent blocks.
   const BlockShape one_head = Shape(1, 2, 2, 4, 5);  // block 160 bytes
