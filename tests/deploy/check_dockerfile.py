@@ -29,8 +29,9 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 RUNTIME_BASES = {"debian:12-slim", "gcr.io/distroless/cc-debian12"}
-# install_deps.sh packages the image does not need: tests, Python tools, git.
-NOT_BUILD_PACKAGES = re.compile(r"^(python3.*|libgtest-dev|libgmock-dev|git)$")
+# install_deps.sh packages the image does not need: tests (GoogleTest, systemd for the unit
+# checks), Python tools, git.
+NOT_BUILD_PACKAGES = re.compile(r"^(python3.*|libgtest-dev|libgmock-dev|git|systemd)$")
 
 
 def instructions(text):
