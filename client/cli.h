@@ -24,6 +24,10 @@ struct CliOptions {
   std::string target = "unix:/run/kvshuttle/kvshuttle.sock";  // --target / --socket
   bool json = false;                                          // --json
   absl::Duration timeout = absl::Seconds(30);                 // --timeout: connect and per call
+  // TLS to a TCP target (kvshuttled --tls_cert): PEM files. TLS is on when tls_ca is set.
+  std::string tls_ca;    // --tls_ca: CAs that signed the daemon's certificate
+  std::string tls_cert;  // --tls_cert: client certificate (mTLS)
+  std::string tls_key;   // --tls_key: its key
 };
 
 // The arguments of one command: "--flag value", "--flag=value", boolean "--flag", and

@@ -25,7 +25,8 @@ struct Command {
 
 constexpr char kUsage[] =
     "usage: kvshuttle [--target unix:/path|host:port | --socket PATH] [--json]\n"
-    "                 [--timeout SECONDS] <command> [args]\n"
+    "                 [--timeout SECONDS] [--tls_ca FILE [--tls_cert FILE --tls_key FILE]]\n"
+    "                 <command> [args]\n"
     "\n"
     "Talks to kvshuttled, the KV-cache block conversion daemon.\n"
     "\n"
@@ -35,6 +36,9 @@ constexpr char kUsage[] =
     "  --socket PATH    same as --target unix:PATH\n"
     "  --json           print protobuf JSON instead of tables\n"
     "  --timeout S      connect timeout and per-call deadline in seconds (default 30)\n"
+    "  --tls_ca FILE    TLS to a host:port target: CA certificates (PEM) of the daemon's\n"
+    "  --tls_cert FILE  mTLS: this client's certificate (PEM), with\n"
+    "  --tls_key FILE   its private key (PEM)\n"
     "\n"
     "commands:\n";
 
@@ -99,6 +103,11 @@ absl::StatusOr<bool> TakeGlobalFlag(const std::vector<std::string>& args, size_t
     absl::StatusOr<std::string> v = value(arg);
     if (!v.ok()) return v.status();
     options.target = arg == "--socket" ? absl::StrCat("unix:", *v) : *v;
+  } else if (arg == "--tls_ca" || arg == "--tls_cert" || arg == "--tls_key") {
+    absl::StatusOr<std::string> v = value(arg);
+    if (!v.ok()) return v.status();
+    (arg == "--tls_ca" ? options.tls_ca : arg == "--tls_cert" ? options.tls_cert
+                                                              : options.tls_key) = *v;
   } else if (arg == "--json" && json_is_global) {
     options.json = true;
   } else if (arg == "--timeout") {

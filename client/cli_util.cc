@@ -97,8 +97,14 @@ absl::StatusOr<uint32_t> CommandArgs::GetUint32(absl::string_view flag, uint32_t
 // Connection and layout words
 
 absl::StatusOr<std::unique_ptr<Client>> ConnectFromOptions(const CliOptions& options) {
-  ASSIGN_OR_RETURN(std::unique_ptr<Client> client,
-                   Client::Connect(options.target, options.timeout));
+  std::unique_ptr<Client> client;
+  if (options.tls_ca.empty() && options.tls_cert.empty()) {
+    ASSIGN_OR_RETURN(client, Client::Connect(options.target, options.timeout));
+  } else {
+    ASSIGN_OR_RETURN(const TlsOptions tls,
+                     TlsOptionsFromFiles(options.tls_ca, options.tls_cert, options.tls_key));
+    ASSIGN_OR_RETURN(client, Client::Connect(options.target, options.timeout, tls));
+  }
   client->set_call_timeout(options.timeout);
   return client;
 }

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include <grpcpp/create_channel.h>
@@ -43,22 +45,68 @@ Client::Client(std::string target, std::shared_ptr<grpc::Channel> channel)
       stub_(v1::Shuttle::NewStub(channel_)),
       health_stub_(health_v1::Health::NewStub(channel_)) {}
 
-absl::StatusOr<std::unique_ptr<Client>> Client::Connect(absl::string_view target,
-                                                        absl::Duration timeout) {
+absl::StatusOr<TlsOptions> TlsOptionsFromFiles(const std::string& root_certs_file,
+                                               const std::string& cert_chain_file,
+                                               const std::string& private_key_file) {
+  TlsOptions tls;
+  const std::pair<const std::string*, std::string*> files[] = {
+      {&root_certs_file, &tls.root_certs},
+      {&cert_chain_file, &tls.cert_chain},
+      {&private_key_file, &tls.private_key}};
+  for (const auto& [path, pem] : files) {
+    if (path->empty()) continue;
+    std::ifstream in(*path, std::ios::binary);
+    if (!in) return absl::NotFoundError(absl::StrCat("TLS file ", *path, ": cannot read it"));
+    std::stringstream text;
+    text << in.rdbuf();
+    *pem = text.str();
+  }
+  return tls;
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::ConnectWith(
+    absl::string_view target, absl::Duration timeout,
+    const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    const std::string& server_name) {
   std::string normalized = NormalizeTarget(target);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kClientMaxMessageBytes);
   args.SetMaxSendMessageSize(kClientMaxMessageBytes);
+  // A restarted daemon is found within a second (gRPC's default backoff grows to 2 minutes).
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  if (!server_name.empty()) args.SetSslTargetNameOverride(server_name);
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(normalized, grpc::InsecureChannelCredentials(), args);
+      grpc::CreateCustomChannel(normalized, credentials, args);
   if (channel == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("target \"", target, "\": no channel"));
   }
-  if (!channel->WaitForConnected(absl::ToChronoTime(absl::Now() + timeout))) {
-    return absl::UnavailableError(absl::StrCat("cannot connect to ", normalized, " within ",
+  std::unique_ptr<Client> client(new Client(std::move(normalized), std::move(channel)));
+  RETURN_IF_ERROR(client->WaitForReady(timeout));
+  return client;
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(absl::string_view target,
+                                                        absl::Duration timeout) {
+  return ConnectWith(target, timeout, grpc::InsecureChannelCredentials(), "");
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(absl::string_view target,
+                                                        absl::Duration timeout,
+                                                        const TlsOptions& tls) {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = tls.root_certs;
+  ssl.pem_cert_chain = tls.cert_chain;
+  ssl.pem_private_key = tls.private_key;
+  return ConnectWith(target, timeout, grpc::SslCredentials(ssl), tls.server_name);
+}
+
+absl::Status Client::WaitForReady(absl::Duration timeout) const {
+  if (!channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + timeout))) {
+    return absl::UnavailableError(absl::StrCat("cannot connect to ", target_, " within ",
                                                absl::FormatDuration(timeout)));
   }
-  return std::unique_ptr<Client>(new Client(std::move(normalized), std::move(channel)));
+  return absl::OkStatus();
 }
 
 void Client::SetDeadline(grpc::ClientContext& context, absl::Duration timeout) const {
@@ -99,8 +147,13 @@ absl::StatusOr<health_v1::HealthCheckResponse::ServingStatus> Client::Health(
 // ---------------------------------------------------------------------------------------------
 // Session: lifetime
 
-Session::Session(Client& client, std::string id, uint32_t lease_seconds, bool attach)
-    : client_(client), id_(std::move(id)), lease_seconds_(lease_seconds), attach_(attach) {}
+Session::Session(Client& client, std::string client_name, std::string id,
+                 uint32_t lease_seconds, bool attach)
+    : client_(client),
+      client_name_(std::move(client_name)),
+      id_(std::move(id)),
+      lease_seconds_(lease_seconds),
+      attach_(attach) {}
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Open(Client& client,
                                                        absl::string_view client_name,
@@ -110,7 +163,8 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(Client& client,
   ASSIGN_OR_RETURN(v1::OpenSessionResponse opened,
                    client.Call(&v1::Shuttle::Stub::OpenSession, request));
   std::unique_ptr<Session> session(
-      new Session(client, opened.session_id(), opened.lease_seconds(), attach));
+      new Session(client, std::string(client_name), opened.session_id(), opened.lease_seconds(),
+                  attach));
   if (attach) {
     RETURN_IF_ERROR(session->StartAttach());
   } else {
@@ -170,6 +224,7 @@ void Session::AttachLoop() {
     std::lock_guard<std::mutex> lock(mu_);
     stream_ended_ = true;
     stream_status_ = std::move(status);
+    lost_ = !stopping_;
   }
   cv_.notify_all();
 }
@@ -180,8 +235,9 @@ void Session::KeepAliveLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, interval, [this] { return stopping_; })) {
     lock.unlock();
-    (void)KeepAlive();  // a lost lease shows up as NOT_FOUND on the next real call
+    const absl::StatusOr<v1::KeepAliveResponse> kept = KeepAlive();
     lock.lock();
+    if (kept.status().code() == absl::StatusCode::kNotFound) lost_ = true;
   }
 }
 
@@ -202,6 +258,15 @@ bool Session::WaitForEvents(size_t count, absl::Duration timeout) {
 absl::Status Session::StreamStatus() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stream_ended_ ? stream_status_ : absl::OkStatus();
+}
+
+bool Session::lost() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lost_;
+}
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Reopen() const {
+  return Open(client_, client_name_, attach_);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
+#include <grpcpp/security/credentials.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -48,13 +49,38 @@ absl::Status FromGrpcStatus(const grpc::Status& status);
 // socket, anything else ("host:port") unchanged.
 std::string NormalizeTarget(absl::string_view target);
 
-// A channel to one daemon. Thread-safe; must outlive the Sessions opened on it.
+// TLS to a daemon's TCP port served with kvshuttled --tls_cert (PEM text, not file names).
+struct TlsOptions {
+  std::string root_certs;   // CAs that signed the daemon's certificate; empty: gRPC's defaults
+  std::string cert_chain;   // mTLS (kvshuttled --tls_client_ca): this client's certificate chain
+  std::string private_key;  // ... and its private key
+  std::string server_name;  // name to check the daemon's certificate for; empty: the target's
+};
+
+// TlsOptions from PEM files; an empty path leaves its field empty. NOT_FOUND naming the file
+// when one cannot be read.
+absl::StatusOr<TlsOptions> TlsOptionsFromFiles(const std::string& root_certs_file,
+                                               const std::string& cert_chain_file,
+                                               const std::string& private_key_file);
+
+// A channel to one daemon. Thread-safe; must outlive the Sessions opened on it. When the daemon
+// goes away (a restart) the channel reconnects by itself, retrying at least once a second;
+// sessions do not survive that (Session::lost, Session::Reopen).
 class Client {
  public:
   // Connects to `target` (see NormalizeTarget) and waits until the channel is ready.
   // UNAVAILABLE naming the target when it is not ready within `timeout`.
   static absl::StatusOr<std::unique_ptr<Client>> Connect(absl::string_view target,
                                                          absl::Duration timeout);
+  // The same over TLS (mTLS when tls.cert_chain is set). A TLS failure (wrong CA, no client
+  // certificate for an mTLS daemon, a plaintext port) shows as UNAVAILABLE.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(absl::string_view target,
+                                                         absl::Duration timeout,
+                                                         const TlsOptions& tls);
+
+  // Waits until the channel is connected (again): after a daemon restart, before reopening
+  // sessions. UNAVAILABLE naming the target when it is not within `timeout`.
+  absl::Status WaitForReady(absl::Duration timeout) const;
 
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -92,6 +118,10 @@ class Client {
 
  private:
   Client(std::string target, std::shared_ptr<grpc::Channel> channel);
+  static absl::StatusOr<std::unique_ptr<Client>> ConnectWith(
+      absl::string_view target, absl::Duration timeout,
+      const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+      const std::string& server_name);
   void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) const;
 
   std::string target_;
@@ -118,6 +148,7 @@ class Session {
   Session& operator=(const Session&) = delete;
 
   const std::string& id() const { return id_; }
+  const std::string& client_name() const { return client_name_; }
   uint32_t lease_seconds() const { return lease_seconds_; }
   bool attached() const { return attach_; }
   Client& client() const { return client_; }
@@ -176,13 +207,24 @@ class Session {
   // OK while the Attach stream is open (or for unattached sessions); its final status after.
   absl::Status StreamStatus() const;
 
+  // True once the daemon no longer holds this session: its Attach stream ended (the daemon
+  // died, drained or closed it), or, unattached, a KeepAlive answered NOT_FOUND (a daemon
+  // restart, an expired lease). Every later call on it fails; see Reopen.
+  bool lost() const;
+  // Opens a new session with this one's client name and attach mode on the same Client — what
+  // a client does once lost() (after a daemon restart, once Client::WaitForReady). Nothing
+  // carries over: regions and block sets must be registered again.
+  absl::StatusOr<std::unique_ptr<Session>> Reopen() const;
+
  private:
-  Session(Client& client, std::string id, uint32_t lease_seconds, bool attach);
+  Session(Client& client, std::string client_name, std::string id, uint32_t lease_seconds,
+          bool attach);
   absl::Status StartAttach();
   void AttachLoop();
   void KeepAliveLoop();
 
   Client& client_;
+  const std::string client_name_;
   const std::string id_;
   const uint32_t lease_seconds_;
   const bool attach_;
@@ -196,6 +238,7 @@ class Session {
   bool stream_ended_ = false;      // the Attach stream finished
   absl::Status stream_status_;     // its final status
   bool stopping_ = false;          // destructor running
+  bool lost_ = false;              // see lost()
   std::vector<v1::JobResult> events_;
 };
 

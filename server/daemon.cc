@@ -93,6 +93,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const DaemonOptions& opti
   d->cpu_executor_ =
       CreateCpuExecutor(std::max(1, options.cpu_threads), options.limits.queue_capacity);
   d->InitMetrics();
+  if (!options.fault_fail_jobs_of_client.empty()) {
+    LogWarning("TEST ONLY: every job of sessions with this client name fails INTERNAL",
+               {{"fault_fail_jobs_of_client", options.fault_fail_jobs_of_client}});
+  }
   d->reaper_ = std::thread([raw = d.get()] { raw->ReaperLoop(); });
   return d;
 }
@@ -484,6 +488,12 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
     task->holds = {src->hold, dst->hold};
     task->cancelled = std::make_shared<CancelToken>();
     task->deadline = call.deadline;
+    if (!options_.fault_fail_jobs_of_client.empty() &&
+        session->client_name() == options_.fault_fail_jobs_of_client) {
+      task->injected_failure = absl::InternalError(
+          absl::StrCat("job ", task->job_id, " on ", executor->name(),
+                       ": launch failed (injected by --fault_fail_jobs_of_client; test only)"));
+    }
     if (executor != cpu_executor_.get()) {
       task->completion_event = job.completion_event().handle();
       task->launched = [weak_session, id = task->job_id] {

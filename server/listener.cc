@@ -1,17 +1,21 @@
-// Unix socket path handling.
+// Unix socket path handling, stale sockets, and the socket's mode and group.
 #include "server/listener.h"
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
+#include <grp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace kvshuttle {
 
@@ -59,6 +63,39 @@ absl::Status PrepareSocketPath(const std::string& path) {
   if (unlink(path.c_str()) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("listen: cannot remove stale socket ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> ResolveGroup(absl::string_view group) {
+  uint32_t gid = 0;
+  if (absl::SimpleAtoi(group, &gid) && gid <= 0x7fffffff) return static_cast<int>(gid);
+  const std::string name(group);
+  std::vector<char> buffer(16384);
+  struct group entry {};
+  struct group* found = nullptr;
+  int rc = 0;
+  while ((rc = getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found)) == ERANGE &&
+         buffer.size() < (size_t{1} << 24)) {
+    buffer.resize(buffer.size() * 2);
+  }
+  if (rc != 0 || found == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "socket_group: \"", group, "\" is neither a group name nor a numeric gid",
+        rc != 0 ? absl::StrCat(" (", std::strerror(rc), ")") : std::string()));
+  }
+  return static_cast<int>(found->gr_gid);
+}
+
+absl::Status SetSocketPermissions(const std::string& path, uint32_t mode, int gid) {
+  if (gid >= 0 && ::chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(gid)) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "socket_group: cannot give ", path, " group ", gid, ": ", std::strerror(errno)));
+  }
+  if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "socket_mode: cannot give ", path, " mode ", absl::StrFormat("%04o", mode), ": ",
+        std::strerror(errno)));
   }
   return absl::OkStatus();
 }

@@ -2,6 +2,7 @@
 // permissions.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -17,5 +18,14 @@ std::string UnixSocketPath(absl::string_view listen);
 // crashed daemon (nobody accepts on it). FAILED_PRECONDITION when another process is listening
 // there or the path is not a socket.
 absl::Status PrepareSocketPath(const std::string& path);
+
+// The group id of `group`: a group name (looked up in the group database) or a decimal gid.
+// INVALID_ARGUMENT naming it when it is neither.
+absl::StatusOr<int> ResolveGroup(absl::string_view group);
+
+// Gives the socket at `path` mode `mode` and, when gid ≥ 0, group `gid` (chown). The daemon may
+// set only a group it belongs to unless it has CAP_CHOWN. FAILED_PRECONDITION naming the path,
+// the mode or group and the system's error.
+absl::Status SetSocketPermissions(const std::string& path, uint32_t mode, int gid);
 
 }  // namespace kvshuttle

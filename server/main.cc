@@ -36,13 +36,26 @@
 #include "server/ops/logging.h"
 #include "server/ops/sd_notify.h"
 #include "server/service.h"
+#include "server/tcp_security.h"
 
 extern char** environ;
 
 ABSL_FLAG(std::string, listen, "unix:/run/kvshuttle/kvshuttle.sock",
           "unix socket to serve on: unix:PATH or an absolute path");
-ABSL_FLAG(std::string, tcp, "", "also serve on this host:port (no TLS; keep it on loopback)");
+ABSL_FLAG(std::string, tcp, "",
+          "also serve on this host:port ([v6]:port; port 0 picks a free one); plaintext only on a "
+          "loopback address unless --tls_cert or --allow_insecure_tcp");
+ABSL_FLAG(std::string, tls_cert, "", "TLS on --tcp: the daemon's certificate chain, PEM file");
+ABSL_FLAG(std::string, tls_key, "", "TLS on --tcp: the private key of --tls_cert, PEM file");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "mTLS on --tcp: CA certificates, PEM file; clients must present a certificate they "
+          "signed (needs --tls_cert)");
+ABSL_FLAG(bool, allow_insecure_tcp, false,
+          "allow --tcp without TLS on a non-loopback address (whoever reaches the port can lend "
+          "memory and run jobs)");
 ABSL_FLAG(std::string, socket_mode, "0660", "permissions of the unix socket, octal");
+ABSL_FLAG(std::string, socket_group, "",
+          "group of the unix socket: a group name or numeric gid; empty: the daemon's group");
 ABSL_FLAG(int, lease_seconds, 30, "lease of a session without an Attach stream");
 ABSL_FLAG(int, cpu_threads, 2, "threads of the CPU executor (host-only jobs)");
 ABSL_FLAG(bool, gpus, true, "use the visible GPUs (false: CPU executor only)");
@@ -64,6 +77,9 @@ ABSL_FLAG(std::string, log_level, "info", "least severe level logged: debug, inf
 ABSL_FLAG(std::string, config, "/etc/kvshuttle/kvshuttled.conf",
           "config file of `key = value` lines (keys: these flag names); the default path is "
           "read when it exists, a path given here or in KVSHUTTLED_CONFIG must exist; empty: none");
+ABSL_FLAG(std::string, fault_fail_jobs_of_client, "",
+          "TEST ONLY (fault injection): every job of sessions opened with this client name fails "
+          "INTERNAL where it would launch; empty: off");
 ABSL_FLAG(bool, print_config, false,
           "print the effective configuration (every flag, its value and where it came from: "
           "command line, environment, config file:line or default) and exit");
@@ -123,6 +139,44 @@ absl::StatusOr<DaemonOptions> OptionsFromFlags(const Origins& origins) {
       o.socket_mode > 0777) {
     return FlagError(origins, "socket_mode", mode, "not an octal mode (0000-0777)");
   }
+  if (const std::string group = absl::GetFlag(FLAGS_socket_group); !group.empty()) {
+    absl::StatusOr<int> gid = ResolveGroup(group);
+    if (!gid.ok()) {
+      return FlagError(origins, "socket_group", group, "neither a group name nor a numeric gid");
+    }
+    o.socket_gid = *gid;
+  }
+  o.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  o.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  o.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  o.allow_insecure_tcp = absl::GetFlag(FLAGS_allow_insecure_tcp);
+  if (o.tls.cert_file.empty() != o.tls.key_file.empty()) {
+    return o.tls.cert_file.empty()
+               ? FlagError(origins, "tls_key", o.tls.key_file, "needs --tls_cert")
+               : FlagError(origins, "tls_cert", o.tls.cert_file, "needs --tls_key");
+  }
+  if (!o.tls.client_ca_file.empty() && o.tls.cert_file.empty()) {
+    return FlagError(origins, "tls_client_ca", o.tls.client_ca_file,
+                     "needs --tls_cert and --tls_key (mTLS is TLS plus client certificates)");
+  }
+  if (!o.tls.cert_file.empty() && o.tcp_listen.empty()) {
+    return FlagError(origins, "tls_cert", o.tls.cert_file,
+                     "TLS is for --tcp, which is not set (the unix socket is guarded by "
+                     "--socket_mode and --socket_group)");
+  }
+  if (!o.tcp_listen.empty()) {
+    if (!CheckListenAddress(o.tcp_listen).ok()) {
+      return FlagError(origins, "tcp", o.tcp_listen,
+                       "not host:port or [ipv6]:port (port 0-65535)");
+    }
+    if (o.tls.cert_file.empty() && !o.allow_insecure_tcp && !IsLoopbackAddress(o.tcp_listen)) {
+      return FlagError(origins, "tcp", o.tcp_listen,
+                       "not a loopback address, and there is no TLS: whoever reaches the port "
+                       "could lend memory and run jobs; give --tls_cert and --tls_key (and "
+                       "--tls_client_ca), or --allow_insecure_tcp");
+    }
+  }
+  o.fault_fail_jobs_of_client = absl::GetFlag(FLAGS_fault_fail_jobs_of_client);
   o.lease = absl::Seconds(absl::GetFlag(FLAGS_lease_seconds));
   o.cpu_threads = absl::GetFlag(FLAGS_cpu_threads);
   o.use_gpus = absl::GetFlag(FLAGS_gpus);
@@ -244,8 +298,15 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
+  int tcp_port = 0;  // the bound port, once started
   if (!options.tcp_listen.empty()) {
-    builder.AddListeningPort(options.tcp_listen, grpc::InsecureServerCredentials());
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+        TcpServerCredentials(options.tls);
+    if (!credentials.ok()) {
+      LogError(credentials.status().message());
+      return 1;
+    }
+    builder.AddListeningPort(options.tcp_listen, *credentials, &tcp_port);
   }
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.limits.max_message_bytes));
@@ -258,7 +319,19 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
                           options.tcp_listen.empty() ? "" : " / ", options.tcp_listen));
     return 1;
   }
-  chmod(socket_path.c_str(), options.socket_mode);
+  if (absl::Status s = SetSocketPermissions(socket_path, options.socket_mode, options.socket_gid);
+      !s.ok()) {
+    LogError(s.message());
+    server->Shutdown();
+    unlink(socket_path.c_str());
+    return 1;
+  }
+  // The TCP address as bound (port 0 in --tcp picks a free port).
+  const std::string tcp_bound =
+      options.tcp_listen.empty()
+          ? std::string()
+          : absl::StrCat(options.tcp_listen.substr(0, options.tcp_listen.rfind(':')), ":",
+                         tcp_port);
   (*daemon)->set_listen_address("unix:" + socket_path);
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus(true);
@@ -272,11 +345,17 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
   const std::string metrics_url =
       metrics_server ? absl::StrCat("http://", metrics_server->bound_address(), "/metrics")
                      : std::string("off");
-  LogInfo(absl::StrCat("serving on unix:", socket_path,
-                       options.tcp_listen.empty() ? "" : " and ", options.tcp_listen),
+  LogInfo(absl::StrCat("serving on unix:", socket_path, tcp_bound.empty() ? "" : " and ",
+                       tcp_bound),
           {{"version", BuildVersion()},
            {"commit", BuildCommit()},
            {"socket_mode", absl::StrFormat("%04o", options.socket_mode)},
+           {"socket_group", options.socket_gid >= 0 ? absl::StrCat(options.socket_gid)
+                                                    : std::string("default")},
+           {"tcp_security", tcp_bound.empty()                     ? "off"
+                            : !options.tls.client_ca_file.empty() ? "mtls"
+                            : !options.tls.cert_file.empty()      ? "tls"
+                                                                  : "plaintext"},
            {"gpus", gpus},
            {"metrics", metrics_url}});
   Notify(notifier, absl::StrCat("READY=1\nSTATUS=serving on unix:", socket_path, ", ", gpus,

@@ -63,6 +63,9 @@ struct JobTask {
   std::shared_ptr<CancelToken> cancelled;
   absl::Time submitted = absl::Now();
   absl::Time deadline = absl::InfiniteFuture();  // not launched after this
+  // Test-only fault injection (--fault_fail_jobs_of_client): when not OK, the executor fails the
+  // task with this status where it would launch it, running nothing.
+  absl::Status injected_failure;
   // GPU tasks: a client's CUDA IPC event handle (64 bytes, checked at submit) that the worker
   // records on its stream right after the copy; empty for none.
   std::string completion_event;

@@ -80,6 +80,10 @@ std::optional<JobOutcome> DropOutcome(const JobTask& task, absl::Time now) {
                      absl::FormatDuration(now - task.deadline), " before launch"));
     return outcome;
   }
+  if (!task.injected_failure.ok()) {
+    outcome.status = task.injected_failure;
+    return outcome;
+  }
   return std::nullopt;
 }
 

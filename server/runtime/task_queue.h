@@ -64,7 +64,8 @@ absl::Status SubmitToQueue(TaskQueue& queue, absl::string_view executor_name,
                            std::vector<std::unique_ptr<JobTask>>& tasks);
 
 // The outcome of a task that must not launch at `now`: CANCELLED when its cancel flag is set,
-// DEADLINE_EXCEEDED when `now` is past its deadline; nullopt when it may launch.
+// DEADLINE_EXCEEDED when `now` is past its deadline, its injected_failure (a test-only stand-in
+// for a failing launch) when set; nullopt when it may launch.
 std::optional<JobOutcome> DropOutcome(const JobTask& task, absl::Time now);
 
 // Calls task->done(outcome) (when set), then destroys the task, releasing its holds.
