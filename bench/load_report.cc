@@ -93,36 +93,6 @@ absl::StatusOr<ClientResult> ParseResult(absl::string_view text) {
   return r;
 }
 
-std::string JsonString(absl::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppendFormat(&out, "\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
 std::string ToJson(const DaemonSample& s) {
   return absl::StrCat("{\"rss_bytes\": ", s.rss_bytes, ", \"open_fds\": ", s.open_fds,
                       ", \"threads\": ", s.threads,

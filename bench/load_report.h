@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/text_escape.h"  // JsonString
 #include "bench/load_client.h"
 #include "bench/load_probe.h"
 
@@ -27,8 +28,6 @@ std::string ToJson(const LatencySummary& s);
 std::string SerializeResult(const ClientResult& result);
 absl::StatusOr<ClientResult> ParseResult(absl::string_view text);
 
-// A JSON string literal (quotes included) with the escapes JSON requires.
-std::string JsonString(absl::string_view text);
 // {"rss_bytes": .., "open_fds": .., "threads": .., "grpc_pool_threads": ..,
 //  "sessions": .., "regions": ..}.
 std::string ToJson(const DaemonSample& sample);
