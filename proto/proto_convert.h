@@ -12,8 +12,6 @@
 
 namespace kvshuttle {
 
-namespace v1 = ::kvshuttle::v1;
-
 // DTYPE_UNSPECIFIED or unknown values → INVALID_ARGUMENT naming `field`.
 absl::StatusOr<DType> DTypeFromProto(v1::DType dtype, absl::string_view field);
 v1::DType DTypeToProto(DType dtype);

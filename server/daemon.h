@@ -78,7 +78,8 @@ class Daemon {
   void Drain();
   bool draining() const { return draining_.load(); }
 
-  // Listen address reported by GetInfo (set by main once the server is up).
+  // Listen address reported by GetInfo. Set by main before the server starts: RPC threads read
+  // it without a lock.
   void set_listen_address(std::string address) { listen_address_ = std::move(address); }
 
   // The daemon's metrics (main serves metrics().registry() over HTTP; the service edge

@@ -293,6 +293,8 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
     metrics_server = *std::move(started);
   }
 
+  // Set before the server starts: RPC threads read it (GetInfo) as soon as it accepts.
+  (*daemon)->set_listen_address("unix:" + socket_path);
   ShuttleService service(**daemon);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -332,7 +334,6 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
           ? std::string()
           : absl::StrCat(options.tcp_listen.substr(0, options.tcp_listen.rfind(':')), ":",
                          tcp_port);
-  (*daemon)->set_listen_address("unix:" + socket_path);
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus(true);
   health->SetServingStatus(kvshuttle::v1::Shuttle::service_full_name(), true);
@@ -384,6 +385,7 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
                    absl::ToChronoMilliseconds(options.drain_timeout));
   watchdog.reset();
   metrics_server.reset();  // its handler reads the daemon
+  server.reset();          // joins the RPC threads, which call into the daemon
   daemon->reset();
   unlink(socket_path.c_str());
   LogInfo("stopped");

@@ -1,6 +1,7 @@
 // Pools and the pool table.
 #include "server/pool.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
 #include "proto/proto_convert.h"
@@ -9,18 +10,27 @@ namespace kvshuttle {
 namespace {
 
 constexpr uint32_t kMaxPoolBlocks = 1u << 24;
+// Client-supplied names are quoted at most this long in messages: a status message travels in
+// gRPC metadata, and one over the client's limit (8 KiB) turns the error into RESOURCE_EXHAUSTED.
+constexpr size_t kMaxQuotedBytes = 64;
+
+std::string Quoted(absl::string_view name) {
+  const absl::string_view shown = name.substr(0, kMaxQuotedBytes);
+  return absl::StrCat("\"", absl::CHexEscape(shown), "\"",
+                      name.size() > shown.size() ? absl::StrCat(" (", name.size(), " bytes)") : "");
+}
 
 absl::Status CheckPoolName(const std::string& name) {
   if (name.empty() || name.size() > 64) {
     return absl::InvalidArgumentError(
-        absl::StrCat("name: \"", name, "\" must be 1 to 64 characters of [A-Za-z0-9_.-]"));
+        absl::StrCat("name: ", Quoted(name), " must be 1 to 64 characters of [A-Za-z0-9_.-]"));
   }
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '.' || c == '-';
     if (!ok) {
       return absl::InvalidArgumentError(
-          absl::StrCat("name: \"", name, "\" must be 1 to 64 characters of [A-Za-z0-9_.-]"));
+          absl::StrCat("name: ", Quoted(name), " must be 1 to 64 characters of [A-Za-z0-9_.-]"));
     }
   }
   return absl::OkStatus();
@@ -106,6 +116,14 @@ v1::Pool Pool::ToProto() const {
 absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequest& request) {
   RETURN_IF_ERROR(CheckPoolName(request.name()));
   ASSIGN_OR_RETURN(const LayoutDesc layout, LayoutFromProto(request.layout(), "layout"));
+  // One address per block: a stack's nl*no chunk addresses per block would make the table up
+  // to 12 bytes of daemon memory per byte of pool (1-byte chunks).
+  if (IsStack(layout.kind)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layout.kind: ", v1::LayoutKind_Name(request.layout().kind()),
+        " is a block stack; a pool holds one buffer per block: LAYOUT_UNIVERSAL, "
+        "LAYOUT_OPERATIONAL_NHD or LAYOUT_OPERATIONAL_HND"));
+  }
   if (request.num_blocks() == 0 || request.num_blocks() > kMaxPoolBlocks) {
     return absl::InvalidArgumentError(absl::StrCat("num_blocks: ", request.num_blocks(),
                                                    " is outside [1, ", kMaxPoolBlocks, "]"));
@@ -169,7 +187,7 @@ absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequ
 absl::Status PoolTable::Destroy(const std::string& name) {
   std::lock_guard<std::mutex> lock(mu_);
   if (pools_.erase(name) == 0) {
-    return absl::NotFoundError(absl::StrCat("name: pool \"", name, "\" does not exist"));
+    return absl::NotFoundError(absl::StrCat("name: pool ", Quoted(name), " does not exist"));
   }
   return absl::OkStatus();
 }
@@ -178,7 +196,7 @@ absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Find(const std::string& name) c
   std::lock_guard<std::mutex> lock(mu_);
   auto it = pools_.find(name);
   if (it == pools_.end()) {
-    return absl::NotFoundError(absl::StrCat("pool: \"", name, "\" does not exist"));
+    return absl::NotFoundError(absl::StrCat("pool: ", Quoted(name), " does not exist"));
   }
   return it->second;
 }

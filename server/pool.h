@@ -57,7 +57,8 @@ class PoolTable {
  public:
   PoolTable(GpuRuntime& gpu, int max_pools) : gpu_(gpu), max_pools_(max_pools) {}
 
-  // Validates and allocates. INVALID_ARGUMENT for a bad name/layout/num_blocks/memory kind;
+  // Validates and allocates. INVALID_ARGUMENT for a bad name/layout (a block stack included:
+  // pools are universal or operational)/num_blocks/memory kind;
   // ALREADY_EXISTS for a taken name; RESOURCE_EXHAUSTED over max_pools or out of memory;
   // FAILED_PRECONDITION for device memory without a GPU or an unknown gpu_uuid.
   absl::StatusOr<std::shared_ptr<Pool>> Create(const v1::CreatePoolRequest& request);

@@ -76,7 +76,7 @@ class NullGpuRuntime : public GpuRuntime {
   }
 
  private:
-  const std::vector<GpuDeviceInfo> devices_;
+  const std::vector<GpuDeviceInfo> devices_{};
 };
 
 }  // namespace

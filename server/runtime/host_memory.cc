@@ -84,14 +84,19 @@ class FdCloser {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<Memory>> MapSharedMemory(absl::string_view name, uint64_t offset,
-                                                        uint64_t size, GpuRuntime& gpu) {
+absl::Status ValidateShmRequest(absl::string_view name, uint64_t offset, uint64_t size) {
   RETURN_IF_ERROR(ValidateName(name));
   if (size == 0) return absl::InvalidArgumentError("shm.size: 0; must be > 0");
   if (offset > UINT64_MAX - size) {
     return absl::OutOfRangeError(
         absl::StrCat("shm: offset ", offset, " + size ", size, " overflows 64 bits"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Memory>> MapSharedMemory(absl::string_view name, uint64_t offset,
+                                                        uint64_t size, GpuRuntime& gpu) {
+  RETURN_IF_ERROR(ValidateShmRequest(name, offset, size));
 
   const std::string path(name);  // NUL-terminated (no NUL inside: checked above)
   const int fd = ::shm_open(path.c_str(), O_RDWR, 0);

@@ -19,4 +19,8 @@ namespace kvshuttle {
 absl::StatusOr<std::shared_ptr<Memory>> MapSharedMemory(absl::string_view name, uint64_t offset,
                                                         uint64_t size, GpuRuntime& gpu);
 
+// The pure checks MapSharedMemory runs before any system call: INVALID_ARGUMENT for a bad name
+// (quoted at most 64 bytes long) or size 0; OUT_OF_RANGE when offset + size overflows 64 bits.
+absl::Status ValidateShmRequest(absl::string_view name, uint64_t offset, uint64_t size);
+
 }  // namespace kvshuttle
