@@ -54,7 +54,12 @@ void AppendAsciiEscaped(std::string& out, unsigned char c, bool json) {
       return;
     default:
       if (c < 0x20 || c == 0x7F) {
-        absl::StrAppendFormat(&out, json ? "\\u%04x" : "\\x%02x", c);
+        // Two calls: clang checks absl format strings at compile time, so each must be a literal.
+        if (json) {
+          absl::StrAppendFormat(&out, "\\u%04x", c);
+        } else {
+          absl::StrAppendFormat(&out, "\\x%02x", c);
+        }
       } else {
         out += static_cast<char>(c);
       }
