@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_cases.h"
@@ -25,6 +26,8 @@
 #include "kernels/converter.h"
 #include "kernels/cuda_check.h"
 
+extern char** environ;
+
 namespace kvshuttle::bench {
 namespace {
 
@@ -33,7 +36,7 @@ struct Args {
   bool quick = false;
   std::string out;
   std::string commit = "unknown";
-  std::string filter;
+  std::string filter;  // substrings of the case name, '|'-separated: any of them
   double min_ms = 20;
   uint64_t max_bytes = uint64_t{2} << 30;
   bool sweep = false;  // launch-configuration sweep of D2D kernel cases instead of the matrix
@@ -311,6 +314,16 @@ class Runner {
   std::map<uint64_t, Timing> plain_cache_;
 };
 
+// The KVS_EXP_* experiment switches set in this process's environment (kernels/), recorded in
+// the JSON so an A/B run says which side it is.
+std::string ExperimentEnvironment() {
+  std::string out;
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "KVS_EXP_", 8) == 0) absl::StrAppend(&out, out.empty() ? "" : " ", *e);
+  }
+  return out;
+}
+
 absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
@@ -364,9 +377,12 @@ absl::Status Main(int argc, char** argv) {
                                   "\",\"driver\":\"", DriverVersion(), "\",\"sm_count\":",
                                   prop.multiProcessorCount, ",\"date\":\"", date,
                                   "\",\"commit\":\"", args.commit, "\",\"quick\":",
-                                  args.quick ? "true" : "false", ",\"cases\":[");
+                                  args.quick ? "true" : "false", ",\"experiments\":\"",
+                                  ExperimentEnvironment(), "\",\"cases\":[");
   std::fprintf(stderr, "kvs_kernel_bench on %s (driver %s), %zu cases\n", prop.name,
                DriverVersion().c_str(), cases.size());
+  // --filter=A|B: cases whose name contains A or B.
+  const std::vector<absl::string_view> filters = absl::StrSplit(args.filter, '|');
   int index = 0;
   bool first = true;
   for (const Case& c : cases) {
@@ -376,7 +392,11 @@ absl::Status Main(int argc, char** argv) {
                                           c.range, " nb=", c.nb, " ", PlacementName(c.placement),
                                           " ", BackendName(c.backend),
                                           c.max_sms ? absl::StrCat(" sms=", c.max_sms) : "");
-    if (!args.filter.empty() && name.find(args.filter) == std::string::npos) continue;
+    if (!args.filter.empty() &&
+        std::none_of(filters.begin(), filters.end(),
+                     [&](absl::string_view f) { return absl::StrContains(name, f); })) {
+      continue;
+    }
     if (args.sweep && (c.placement != Placement::kD2D || c.backend != Backend::kKernel)) continue;
     std::string line;
     absl::StatusOr<std::string> one = runner.Run(c, &line);

@@ -6,6 +6,7 @@
 #include "kernels/convert_kernel.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "core/fast_divmod.h"
@@ -23,6 +24,16 @@ namespace {
 #ifndef KVS_EXP_UNROLL16
 #define KVS_EXP_UNROLL16 8
 #endif
+
+// KVS_EXP_SMEM_TRANSPOSE=0 in the environment turns the shared-memory transpose below off
+// (A/B runs of kvs_kernel_bench); read once per process.
+bool TransposeEnabled() {
+  static const bool enabled = [] {
+    const char* e = std::getenv("KVS_EXP_SMEM_TRANSPOSE");
+    return e == nullptr || e[0] != '0';
+  }();
+  return enabled;
+}
 
 template <int kBytes>
 struct VecOf;
@@ -144,9 +155,102 @@ __global__ void __launch_bounds__(1024) ChunkCopyKernel(const ChunkCopyParams p,
   }
 }
 
+// Row-granular transposes of narrow rows (rows not a multiple of 16 bytes, e.g. hd 46 × bf16 =
+// 92 bytes) go through shared memory. The flat order above writes each destination run
+// contiguously but reads one row at a time; a row that starts mid-sector costs partial sectors
+// on every row (docs/performance.md: 2.2× the L2 write sectors, DRAM at 46% of peak). Here a
+// CTA takes whole chunks: it reads the chunk in *source* order (runs of outer_count adjacent
+// rows, src_outer_stride == row_bytes) into shared memory, then writes it in destination order
+// (runs of inner_count adjacent rows, dst_inner_stride == row_bytes). Both sides move whole
+// runs of adjacent rows. Shared memory holds flat (outer, inner, vector) order.
+inline constexpr int64_t kTransposeMaxChunkBytes = 48 << 10;  // default dynamic smem limit
+
+struct TransposeParams {
+  uint64_t num_chunks;
+  uint32_t chunk_vecs;
+  FastDivmod vecs_per_row;
+  FastDivmod outer_run_vecs;  // outer_count × vecs_per_row: one source run
+  FastDivmod inner_run_vecs;  // inner_count × vecs_per_row: one destination run
+  uint32_t inner_count;
+  int64_t src_inner_stride;
+  int64_t dst_outer_stride;
+};
+
+bool TransposeFits(const ChunkGeometry& g, int alignment) {
+  return alignment < 16 && g.inner_count > 1 && g.outer_count > 1 &&
+         g.src_outer_stride == g.row_bytes && g.dst_inner_stride == g.row_bytes &&
+         g.chunk_bytes() <= kTransposeMaxChunkBytes && TransposeEnabled();
+}
+
+template <int V, typename Table>
+__global__ void __launch_bounds__(1024) TransposeKernel(const TransposeParams p,
+                                                        const __grid_constant__ Table chunks) {
+  using Vec = typename VecOf<V>::type;
+  constexpr int kUnroll = UnrollFor<V>();
+  extern __shared__ uint4 smem_raw[];
+  Vec* smem = reinterpret_cast<Vec*>(smem_raw);
+  const uint32_t vpr = p.vecs_per_row.divisor;
+  const uint32_t outer_vecs = p.outer_run_vecs.divisor;
+  const uint32_t inner_vecs = p.inner_run_vecs.divisor;
+  for (uint64_t chunk = blockIdx.x; chunk < p.num_chunks; chunk += gridDim.x) {
+    const ChunkAddress c = chunks[chunk];
+    for (uint32_t s0 = 0; s0 < p.chunk_vecs; s0 += blockDim.x * kUnroll) {
+      Vec regs[kUnroll];
+      uint32_t slot[kUnroll];
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) {
+        const uint32_t s = s0 + threadIdx.x + k * blockDim.x;  // source order: (inner, outer, v)
+        slot[k] = p.chunk_vecs;
+        if (s < p.chunk_vecs) {
+          const uint32_t i = p.outer_run_vecs.Div(s);
+          const uint32_t rest = s - i * outer_vecs;  // (outer, v) within the run
+          const uint32_t o = p.vecs_per_row.Div(rest);
+          const uint32_t v = rest - o * vpr;
+          slot[k] = (o * p.inner_count + i) * vpr + v;
+          regs[k] = Load(reinterpret_cast<const Vec*>(c.src + i * p.src_inner_stride +
+                                                      uint64_t{rest} * V));
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < kUnroll; ++k) {
+        if (slot[k] < p.chunk_vecs) smem[slot[k]] = regs[k];
+      }
+    }
+    __syncthreads();
+    for (uint32_t f = threadIdx.x; f < p.chunk_vecs; f += blockDim.x) {  // (outer, inner, v)
+      const uint32_t o = p.inner_run_vecs.Div(f);
+      const uint32_t rest = f - o * inner_vecs;
+      Store(reinterpret_cast<Vec*>(c.dst + o * p.dst_outer_stride + uint64_t{rest} * V), smem[f]);
+    }
+    __syncthreads();  // shared memory is reused by the next chunk
+  }
+}
+
+template <int V, typename Table>
+absl::Status LaunchTranspose(const ChunkGeometry& g, const Table& table, uint64_t num_chunks,
+                             int grid_limit, int threads, cudaStream_t stream) {
+  TransposeParams p;
+  p.num_chunks = num_chunks;
+  p.chunk_vecs = static_cast<uint32_t>(g.chunk_bytes() / V);
+  p.vecs_per_row = FastDivmod(static_cast<uint32_t>(g.row_bytes / V));
+  p.outer_run_vecs = FastDivmod(static_cast<uint32_t>(g.outer_count * g.row_bytes / V));
+  p.inner_run_vecs = FastDivmod(static_cast<uint32_t>(g.inner_count * g.row_bytes / V));
+  p.inner_count = static_cast<uint32_t>(g.inner_count);
+  p.src_inner_stride = g.src_inner_stride;
+  p.dst_outer_stride = g.dst_outer_stride;
+  const uint64_t grid = std::min<uint64_t>(num_chunks, static_cast<uint64_t>(grid_limit));
+  const size_t smem = static_cast<size_t>(g.chunk_bytes());
+  TransposeKernel<V, Table><<<static_cast<unsigned>(grid), threads, smem, stream>>>(p, table);
+  CUDA_RETURN_IF_ERROR(cudaGetLastError());
+  return absl::OkStatus();
+}
+
 template <int V, typename Table>
 absl::Status Launch(const ChunkGeometry& g, const Table& table, uint64_t num_chunks,
                     int grid_limit, int threads, cudaStream_t stream) {
+  if (TransposeFits(g, V)) {
+    return LaunchTranspose<V>(g, table, num_chunks, grid_limit, threads, stream);
+  }
   ChunkCopyParams p;
   p.num_chunks = num_chunks;
   p.vecs_per_chunk = FastDivmod(static_cast<uint32_t>(g.chunk_bytes() / V));

@@ -2,6 +2,7 @@
 #include "kernels/converter.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -19,6 +20,34 @@ constexpr int kThreads = 256;          // CTA size without an SM cap
 constexpr int kCappedThreads = 1024;   // one big CTA per allowed SM under a cap
 constexpr uint64_t kAsyncMinRunBytes = uint64_t{1} << 20;
 constexpr size_t kAsyncMaxRuns = 256;
+
+// Experiment switches of the staged backend, read once from the environment (A/B runs of
+// kvs_kernel_bench, docs/performance.md; never set in production):
+//   KVS_EXP_STAGED_PIECE_MIB=N  staging pieces of at least N MiB instead of 8
+//   KVS_EXP_STAGED_SMS=N        the window kernels' SM cap instead of kStagedSms
+//   KVS_EXP_STAGED_NO_KERNEL=1  leave the window kernels out: copies and events only (the job's
+//                               result is wrong; it times the copy pipeline alone)
+struct StagedExperiment {
+  uint64_t min_piece_bytes = kMinStagingPieceBytes;
+  int sms = kStagedSms;
+  bool no_kernel = false;
+};
+
+const StagedExperiment& Experiment() {
+  static const StagedExperiment e = [] {
+    StagedExperiment x;
+    if (const char* v = std::getenv("KVS_EXP_STAGED_PIECE_MIB"); v != nullptr && std::atoi(v) > 0) {
+      x.min_piece_bytes = static_cast<uint64_t>(std::atoi(v)) << 20;
+    }
+    if (const char* v = std::getenv("KVS_EXP_STAGED_SMS"); v != nullptr && std::atoi(v) > 0) {
+      x.sms = std::atoi(v);
+    }
+    const char* nk = std::getenv("KVS_EXP_STAGED_NO_KERNEL");
+    x.no_kernel = nk != nullptr && nk[0] == '1';
+    return x;
+  }();
+  return e;
+}
 
 // Restores the caller's current device on scope exit.
 class DeviceGuard {
@@ -110,7 +139,7 @@ std::optional<Converter::StagedJob> Converter::StagedShape(const TransferPlan& p
   const uint64_t block_bytes =
       static_cast<uint64_t>(BytesPerAddress(host.kind, host.shape, DTypeSize(host.dtype)));
   if (block_bytes > kMaxStagingPieceBytes) return std::nullopt;
-  return StagedJob{dst_host, block_bytes, std::max(kMinStagingPieceBytes, block_bytes)};
+  return StagedJob{dst_host, block_bytes, std::max(Experiment().min_piece_bytes, block_bytes)};
 }
 
 Backend Converter::Choose(const TransferPlan& plan, Backend requested) const {
@@ -250,7 +279,7 @@ absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob&
   RETURN_IF_ERROR(StageTable(relocated, slot));
   const ChunkAddress* table = static_cast<const ChunkAddress*>(slot->host.data());
   const int sms = options.max_sms > 0 ? std::min(options.max_sms, sm_count_)
-                                      : std::min(kStagedSms, sm_count_);
+                                      : std::min(Experiment().sms, sm_count_);
   // The copy stream starts after everything already queued on the caller's stream.
   CUDA_RETURN_IF_ERROR(cudaEventRecord(copies_done_, stream));
   CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, copies_done_));
@@ -260,6 +289,7 @@ absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob&
     const uint64_t first = w * per_window, last = std::min(pairs, first + per_window);
     const uint64_t piece_base = staging_.address() + piece * piece_bytes;
     auto launch = [&] {
+      if (Experiment().no_kernel) return absl::OkStatus();
       return LaunchChunkCopy(plan.geometry(), alignment, table + first * per_pair,
                              (last - first) * per_pair, sms, kCappedThreads, stream);
     };

@@ -26,7 +26,10 @@ std::vector<ShapeCase> Shapes() {
       // MLA latent cache: no 1, nh 1, hd 576.
       {"mla", {4, 1, 16, 1, 576}, 3, {DType::kBF16, DType::kF8E4M3}},
       // 92-byte rows.
-      {"hd46", {2, 2, 16, 4, 46}, 3, {DType::kBF16}},
+      {"hd46", {2, 2, 16, 4, 46}, 3, {DType::kBF16, DType::kF8E4M3}},
+      // Narrow rows in chunks too big for the shared-memory transpose (over 48 KiB): the
+      // row-at-a-time kernel.
+      {"hd46wide", {1, 2, 64, 16, 46}, 2, {DType::kBF16}},
       // 584-byte rows, two ways.
       {"hd292", {2, 2, 8, 2, 292}, 3, {DType::kBF16}},
       {"hd73", {2, 2, 8, 2, 73}, 3, {DType::kF64}},

@@ -324,6 +324,51 @@ TEST(RuntimeIpcChild, DISABLED_ExportAllocation) {
   ASSERT_CUDA(cudaFree(ptr));
 }
 
+uint8_t SecondPattern(uint64_t i) { return static_cast<uint8_t>(i * 7 + 201); }
+
+// Runs only inside the child (DESIGN §4.9): exports allocation A (ChildPattern), then on 'F'
+// frees it, allocates B of the same size, which CUDA hands out at A's address, fills it with
+// SecondPattern and exports it; 'R' sends B's bytes back. Each export sends the 64 handle
+// bytes, the uuid and the 8-byte device address.
+TEST(RuntimeIpcChild, DISABLED_ReallocateAtTheSameAddress) {
+  const char* fds = std::getenv(kChildEnv);
+  if (fds == nullptr) GTEST_SKIP() << "runs only as the child of RuntimeIpcTest";
+  int in_fd = -1, out_fd = -1;
+  ASSERT_EQ(std::sscanf(fds, "%d,%d", &in_fd, &out_fd), 2);
+  ASSERT_CUDA(cudaSetDevice(0));
+  std::unique_ptr<GpuRuntime> gpu = CreateGpuRuntime();
+  ASSERT_FALSE(gpu->devices().empty());
+  auto export_allocation = [&](uint8_t (*pattern)(uint64_t), void*& ptr) {
+    ASSERT_CUDA(cudaMalloc(&ptr, kChildBytes));
+    std::vector<uint8_t> bytes(kChildBytes);
+    for (uint64_t i = 0; i < kChildBytes; ++i) bytes[i] = pattern(i);
+    ASSERT_CUDA(cudaMemcpy(ptr, bytes.data(), kChildBytes, cudaMemcpyHostToDevice));
+    ASSERT_CUDA(cudaDeviceSynchronize());
+    cudaIpcMemHandle_t handle;
+    ASSERT_CUDA(cudaIpcGetMemHandle(&handle, ptr));
+    const uint64_t address = reinterpret_cast<uint64_t>(ptr);
+    std::string message = std::string(handle.reserved, 64) + gpu->devices()[0].uuid;
+    message.append(reinterpret_cast<const char*>(&address), sizeof(address));
+    ASSERT_TRUE(WriteAll(out_fd, message.data(), message.size()));
+  };
+  void* a = nullptr;
+  export_allocation(ChildPattern, a);
+  ASSERT_FALSE(HasFatalFailure());
+  char command = 0;
+  ASSERT_TRUE(ReadExactly(in_fd, &command, 1, -1));
+  ASSERT_EQ(command, 'F');
+  ASSERT_CUDA(cudaFree(a));
+  void* b = nullptr;
+  export_allocation(SecondPattern, b);
+  ASSERT_FALSE(HasFatalFailure());
+  std::vector<uint8_t> bytes(kChildBytes);
+  while (ReadExactly(in_fd, &command, 1, -1) && command == 'R') {
+    ASSERT_CUDA(cudaMemcpy(bytes.data(), b, kChildBytes, cudaMemcpyDeviceToHost));
+    ASSERT_TRUE(WriteAll(out_fd, bytes.data(), kChildBytes));
+  }
+  ASSERT_CUDA(cudaFree(b));
+}
+
 // Runs only inside a child (a sticky error would poison every later test of this process): a
 // kernel fault makes its job INTERNAL, and every later job fails fast with INTERNAL.
 TEST(RuntimeIpcChild, DISABLED_StickyErrorFailsLaterJobs) {
@@ -473,6 +518,77 @@ TEST(RuntimeIpcTest, CrossProcessRegionReadsAndWritesTheExportersMemory) {
   for (uint64_t i = 0; i < kChildBytes; ++i) {
     const bool inside = i >= offset && i < offset + region_bytes;
     const uint8_t want = inside ? expected[i - offset] : ChildPattern(i);
+    ASSERT_EQ(exporter[i], want) << "exporter byte " << i
+                                 << (inside ? " (converted)" : " (outside)");
+  }
+  EXPECT_EQ(child.Finish(), 0) << "the child's own checks failed (see its output)";
+}
+
+// DESIGN §4.9: the exporter frees an allocation the daemon still has mapped and allocates a new
+// one at the same address. Its new handle must map the new memory: registering it reads and
+// writes the exporter's new bytes, never the stale mapping of the old allocation.
+TEST(RuntimeIpcTest, AllocationFreedAndReallocatedAtTheSameAddressIsMappedAfresh) {
+  Child child;
+  ASSERT_TRUE(child.Spawn("DISABLED_ReallocateAtTheSameAddress")) << std::strerror(errno);
+  struct Export {
+    std::string handle, uuid;
+    uint64_t address = 0;
+  };
+  auto receive = [&](Export& e) {
+    std::string message(64 + kUuidBytes + 8, '\0');
+    ASSERT_TRUE(ReadExactly(child.from(), message.data(), message.size(), 120000))
+        << "the child sent no handle (see its output above)";
+    e.handle = message.substr(0, 64);
+    e.uuid = message.substr(64, kUuidBytes);
+    std::memcpy(&e.address, message.data() + 64 + kUuidBytes, sizeof(e.address));
+  };
+  Export first, second;
+  receive(first);
+  ASSERT_FALSE(HasFatalFailure());
+  std::unique_ptr<GpuRuntime> gpu = CreateGpuRuntime();
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<Memory> old_region,
+                       gpu->OpenIpc(first.handle, first.uuid, 0, kChildBytes));
+  const std::vector<uint8_t> before = Download(old_region->base(), 4096);
+  for (uint64_t i = 0; i < before.size(); ++i) ASSERT_EQ(before[i], ChildPattern(i)) << i;
+
+  ASSERT_TRUE(WriteAll(child.to(), "F", 1));  // free + re-allocate while we keep the old mapping
+  receive(second);
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_EQ(second.address, first.address)
+      << "CUDA did not re-use the freed address, so this run cannot show the case";
+  ASSERT_NE(second.handle, first.handle)
+      << "CUDA gave the new allocation the old handle: a handle-keyed mapping cache would be stale";
+
+  const TransferSpec spec = Spec();
+  const uint64_t offset = uint64_t{1} << 20;
+  const uint64_t region_bytes = SideBytes(spec.dst);
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<Memory> region,
+                       gpu->OpenIpc(second.handle, second.uuid, offset, region_bytes));
+  EXPECT_NE(region->base(), old_region->base() + offset) << "the old mapping was reused";
+  std::vector<uint8_t> expected = Download(region->base(), region_bytes);
+  for (uint64_t i = 0; i < region_bytes; ++i) {
+    ASSERT_EQ(expected[i], SecondPattern(offset + i)) << "new allocation, byte " << i;
+  }
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<Memory> src, gpu->AllocateDevice(0, SideBytes(spec.src)));
+  const std::vector<uint8_t> src_bytes = RandomBytes(SideBytes(spec.src), 29);
+  ASSERT_CUDA(cudaMemcpy(reinterpret_cast<void*>(src->base()), src_bytes.data(), src_bytes.size(),
+                         cudaMemcpyHostToDevice));
+  Reference(src_bytes, expected);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<Executor> worker, gpu->CreateWorker(0, 4));
+  GpuJob job;
+  ASSERT_OK(SubmitOne(*worker, job.MakeTask(src, region, Backend::kKernel, 0)));
+  ASSERT_TRUE(job.Wait());
+  ASSERT_OK(job.outcome.status);
+  worker->Drain();
+  region.reset();
+  old_region.reset();
+
+  ASSERT_TRUE(WriteAll(child.to(), "R", 1));
+  std::vector<uint8_t> exporter(kChildBytes);
+  ASSERT_TRUE(ReadExactly(child.from(), exporter.data(), exporter.size(), 120000));
+  for (uint64_t i = 0; i < kChildBytes; ++i) {
+    const bool inside = i >= offset && i < offset + region_bytes;
+    const uint8_t want = inside ? expected[i - offset] : SecondPattern(i);
     ASSERT_EQ(exporter[i], want) << "exporter byte " << i
                                  << (inside ? " (converted)" : " (outside)");
   }
