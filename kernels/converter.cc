@@ -27,10 +27,15 @@ constexpr size_t kAsyncMaxRuns = 256;
 //   KVS_EXP_STAGED_SMS=N        the window kernels' SM cap instead of kStagedSms
 //   KVS_EXP_STAGED_NO_KERNEL=1  leave the window kernels out: copies and events only (the job's
 //                               result is wrong; it times the copy pipeline alone)
+//   KVS_EXP_STAGED_PIECES=N     staging pieces (2..8) instead of kStagingPieces
+//   KVS_EXP_STAGED_GROUP=N      host → device windows per copy-stream wait instead of
+//                               kStagedH2DGroup (pieces / N ≥ 2 slots)
 struct StagedExperiment {
   uint64_t min_piece_bytes = kMinStagingPieceBytes;
   int sms = kStagedSms;
   bool no_kernel = false;
+  int pieces = kStagingPieces;
+  int group = kStagedH2DGroup;
 };
 
 const StagedExperiment& Experiment() {
@@ -44,6 +49,13 @@ const StagedExperiment& Experiment() {
     }
     const char* nk = std::getenv("KVS_EXP_STAGED_NO_KERNEL");
     x.no_kernel = nk != nullptr && nk[0] == '1';
+    if (const char* v = std::getenv("KVS_EXP_STAGED_PIECES"); v != nullptr) {
+      x.pieces = std::clamp(std::atoi(v), 2, kMaxStagingPieces);
+    }
+    if (const char* v = std::getenv("KVS_EXP_STAGED_GROUP"); v != nullptr && std::atoi(v) > 0) {
+      x.group = std::atoi(v);
+    }
+    if (x.pieces % x.group != 0 || x.pieces / x.group < 2) x.group = 1;
     return x;
   }();
   return e;
@@ -123,6 +135,15 @@ bool IsPinnedHost(uint64_t address) {
   return attrs.type == cudaMemoryTypeHost;
 }
 
+// Device → device plans this large run faster on the kernel than on the copy engines, even
+// as a few large runs (H100, cdc63cb: kernel best on 25/25 llama70b and 19/25 MLA pairs at
+// 64 blocks, 50/50 at 256; docs/performance.md).
+bool LargeDeviceToDevice(const TransferPlan& plan) {
+  constexpr int64_t kKernelMinBytes = int64_t{64} << 20;
+  if (plan.bytes() < kKernelMinBytes || plan.chunks().empty()) return false;
+  return !IsPinnedHost(plan.chunks()[0].src) && !IsPinnedHost(plan.chunks()[0].dst);
+}
+
 }  // namespace
 
 std::optional<Converter::StagedJob> Converter::StagedShape(const TransferPlan& plan) const {
@@ -145,7 +166,7 @@ std::optional<Converter::StagedJob> Converter::StagedShape(const TransferPlan& p
 Backend Converter::Choose(const TransferPlan& plan, Backend requested) const {
   switch (requested) {
     case Backend::kAuto:
-      if (FewLargeRuns(plan)) return Backend::kAsync;
+      if (!LargeDeviceToDevice(plan) && FewLargeRuns(plan)) return Backend::kAsync;
       if (plan.bytes() >= (int64_t{8} << 20) && StagedShape(plan)) return Backend::kStaged;
       return Backend::kKernel;
     case Backend::kStaged:
@@ -182,10 +203,12 @@ Converter::~Converter() {
   }
   if (copy_stream_ != nullptr) {
     cudaStreamSynchronize(copy_stream_);
-    for (int i = 0; i < kStagingPieces; ++i) {
+    for (int i = 0; i < kMaxStagingPieces; ++i) {
       cudaEventSynchronize(piece_free_[i]);
+      cudaEventSynchronize(slot_free_[i]);
       cudaEventDestroy(piece_free_[i]);
       cudaEventDestroy(piece_ready_[i]);
+      cudaEventDestroy(slot_free_[i]);
     }
     cudaEventDestroy(copies_done_);
     cudaStreamDestroy(copy_stream_);
@@ -232,23 +255,26 @@ absl::Status Converter::EnqueueKernel(const TransferPlan& plan, const LaunchOpti
 
 absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob& job,
                                       const LaunchOptions& options, cudaStream_t stream) {
+  const int pieces = Experiment().pieces;
   if (copy_stream_ == nullptr) {
     CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
-    for (int i = 0; i < kStagingPieces; ++i) {
+    for (int i = 0; i < kMaxStagingPieces; ++i) {
       CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&piece_free_[i], cudaEventDisableTiming));
       CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&piece_ready_[i], cudaEventDisableTiming));
+      CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&slot_free_[i], cudaEventDisableTiming));
     }
     CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&copies_done_, cudaEventDisableTiming));
   }
   const uint64_t piece_bytes = job.piece_bytes;
-  if (staging_.size() < kStagingPieces * piece_bytes) {
+  if (staging_.size() < pieces * piece_bytes) {
     // Grow the ring once every earlier staged job is done with it.
-    for (int i = 0; i < kStagingPieces; ++i) {
+    for (int i = 0; i < kMaxStagingPieces; ++i) {
       CUDA_RETURN_IF_ERROR(cudaEventSynchronize(piece_free_[i]));
+      CUDA_RETURN_IF_ERROR(cudaEventSynchronize(slot_free_[i]));
     }
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_stream_));
     staging_ = DeviceBuffer();
-    ASSIGN_OR_RETURN(staging_, DeviceBuffer::Create(device_, kStagingPieces * piece_bytes));
+    ASSIGN_OR_RETURN(staging_, DeviceBuffer::Create(device_, pieces * piece_bytes));
   }
   // Pairs go through the pieces in windows of `per_window` whole host blocks. The host side of
   // each chunk is relocated into its block's slot of the window's piece.
@@ -261,7 +287,7 @@ absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob&
   std::vector<uint64_t> host_blocks(pairs);
   uint64_t align_bits = job.block_bytes | piece_bytes;
   for (uint64_t p = 0; p < pairs; ++p) {
-    const uint64_t piece = (p / per_window) % kStagingPieces;
+    const uint64_t piece = (p / per_window) % pieces;
     const uint64_t slot_base =
         staging_.address() + piece * piece_bytes + (p % per_window) * job.block_bytes;
     // Full ranges on the host side: the pair's first chunk starts its host block.
@@ -284,8 +310,12 @@ absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob&
   CUDA_RETURN_IF_ERROR(cudaEventRecord(copies_done_, stream));
   CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, copies_done_));
   const cudaMemcpyKind to_host = cudaMemcpyDeviceToHost, to_device = cudaMemcpyHostToDevice;
+  // Host → device: the copy stream waits for a slot of `group` pieces once per group.
+  const uint64_t group = job.host_is_dst ? 1 : static_cast<uint64_t>(Experiment().group);
+  const uint64_t slots = static_cast<uint64_t>(pieces) / group;
   for (uint64_t w = 0; w < windows; ++w) {
-    const int piece = static_cast<int>(w % kStagingPieces);
+    const int piece = static_cast<int>(w % pieces);
+    const int slot = static_cast<int>((w / group) % slots);
     const uint64_t first = w * per_window, last = std::min(pairs, first + per_window);
     const uint64_t piece_base = staging_.address() + piece * piece_bytes;
     auto launch = [&] {
@@ -306,7 +336,7 @@ absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob&
       }
       CUDA_RETURN_IF_ERROR(cudaEventRecord(piece_free_[piece], copy_stream_));
     } else {  // copy engine: host blocks → piece, then kernel → device
-      CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, piece_free_[piece]));
+      if (w % group == 0) CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(copy_stream_, slot_free_[slot]));
       for (uint64_t p = first; p < last; ++p) {
         CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(
             reinterpret_cast<void*>(piece_base + (p - first) * job.block_bytes),
@@ -316,7 +346,9 @@ absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob&
       CUDA_RETURN_IF_ERROR(cudaEventRecord(piece_ready_[piece], copy_stream_));
       CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream, piece_ready_[piece]));
       RETURN_IF_ERROR(launch());
-      CUDA_RETURN_IF_ERROR(cudaEventRecord(piece_free_[piece], stream));
+      if (w % group == group - 1 || w + 1 == windows) {
+        CUDA_RETURN_IF_ERROR(cudaEventRecord(slot_free_[slot], stream));
+      }
     }
   }
   // The job is complete on the caller's stream only when the last copies are.

@@ -33,6 +33,11 @@ struct LaunchOptions {
 // block) and at most kMaxStagingPieceBytes. Small pieces keep the pipeline's fill (the first
 // window's conversion before the first copy) short.
 inline constexpr int kStagingPieces = 4;
+// Pinned host → device: windows per wait of the copy stream for pieces to be free again (the
+// pieces form kStagingPieces / kStagedH2DGroup slots used in turn). Each wait of the copy
+// stream costs the copy engine a gap; waiting once per group keeps it streaming.
+inline constexpr int kStagedH2DGroup = 2;
+inline constexpr int kMaxStagingPieces = 8;  // experiment switches may raise the piece count
 inline constexpr uint64_t kMinStagingPieceBytes = uint64_t{8} << 20;
 inline constexpr uint64_t kMaxStagingPieceBytes = uint64_t{64} << 20;
 // SMs the staged backend's kernel uses when LaunchOptions::max_sms is 0.
@@ -61,7 +66,9 @@ class Converter {
   // - auto: staged when one side is pinned host memory holding whole blocks of a one-buffer
   //   layout (operational/universal, full head/layer/token ranges on that side), the other side
   //   device memory, and the plan moves ≥ 8 MiB — unless the plan is ≤ 256 contiguous runs of
-  //   ≥ 1 MiB, which go to async (the copy engines directly); else kernel.
+  //   ≥ 1 MiB, which go to async (the copy engines directly); else kernel. Device → device
+  //   plans of ≥ 64 MiB always take the kernel (faster than the copy engines there, and no
+  //   scan of the plan's runs).
   // - staged: staged when the job qualifies as above (any size), else kernel.
   // - kernel, batch, async: themselves.
   Backend Choose(const TransferPlan& plan, Backend requested) const;
@@ -103,8 +110,10 @@ class Converter {
   // Staged backend (created on first use).
   DeviceBuffer staging_;
   cudaStream_t copy_stream_ = nullptr;
-  std::array<cudaEvent_t, kStagingPieces> piece_free_{};  // piece no longer read or written
-  std::array<cudaEvent_t, kStagingPieces> piece_ready_{};  // piece filled, ready for the next step
+  std::array<cudaEvent_t, kMaxStagingPieces> piece_free_{};  // piece no longer read or written
+  std::array<cudaEvent_t, kMaxStagingPieces> piece_ready_{};  // piece filled, ready for next step
+  // Host → device: a slot's pieces no longer read (recorded after its group's last kernel).
+  std::array<cudaEvent_t, kMaxStagingPieces> slot_free_{};
   cudaEvent_t copies_done_ = nullptr;
 };
 

@@ -119,3 +119,56 @@ TEST(TooManyRunsTest, CopyBackendsRejectAndAutoConverts) {
 
 }  // namespace
 }  // namespace kvshuttle::gputest
+
+namespace kvshuttle::gputest {
+namespace {
+
+// `auto` follows the crossovers measured in docs/performance.md (the table under "Backends and
+// the auto rule"): copy engines for plans of few large runs, except device → device plans of
+// ≥ 64 MiB, where the kernel is faster; staged for whole host blocks of ≥ 8 MiB that need a
+// conversion; the kernel for everything else.
+TEST(AutoBackendTest, FollowsTheMeasuredCrossovers) {
+  Converter* converter = SharedConverter();
+  ASSERT_NE(converter, nullptr);
+  const BlockShape shape{8, 2, 32, 8, 128};  // 1 MiB blocks in bf16
+  const LayoutDesc universal{LayoutKind::kUniversal, shape, DType::kBF16};
+  const LayoutDesc nhd{LayoutKind::kNHDStack, shape, DType::kBF16};
+  struct Case {
+    const char* name;
+    LayoutDesc src, dst;
+    Placement src_place, dst_place;
+    int64_t blocks;
+    Backend expected;
+  };
+  const Case cases[] = {
+      {"d2d whole blocks, 16 MiB", universal, universal, Placement::kDevice, Placement::kDevice,
+       16, Backend::kAsync},
+      {"d2d whole blocks, 80 MiB", universal, universal, Placement::kDevice, Placement::kDevice,
+       80, Backend::kKernel},
+      {"h2d whole blocks, 80 MiB", universal, universal, Placement::kPinned, Placement::kDevice,
+       80, Backend::kAsync},
+      {"d2h whole blocks, 80 MiB", universal, universal, Placement::kDevice, Placement::kPinned,
+       80, Backend::kAsync},
+      {"d2d transpose, 16 MiB", nhd, universal, Placement::kDevice, Placement::kDevice, 16,
+       Backend::kKernel},
+      {"h2d transpose from whole host blocks, 16 MiB", universal, nhd, Placement::kPinned,
+       Placement::kDevice, 16, Backend::kStaged},
+      {"d2h transpose into whole host blocks, 4 MiB", nhd, universal, Placement::kDevice,
+       Placement::kPinned, 4, Backend::kKernel},
+  };
+  for (const Case& c : cases) {
+    ASSERT_OK_AND_ASSIGN(BlockStore src, BlockStore::Create(c.src, c.blocks, c.src_place));
+    ASSERT_OK_AND_ASSIGN(BlockStore dst, BlockStore::Create(c.dst, c.blocks, c.dst_place));
+    const std::vector<BlockPair> pairs = ShuffledPairs(c.blocks, c.blocks, c.blocks, 3);
+    TransferSpec spec;
+    spec.src = c.src;
+    spec.dst = c.dst;
+    ASSERT_OK_AND_ASSIGN(const TransferPlan plan,
+                         TransferPlan::Build(spec, src.addresses(), dst.addresses(), pairs));
+    EXPECT_EQ(converter->Choose(plan, Backend::kAuto), c.expected)
+        << c.name << ": chose " << BackendName(converter->Choose(plan, Backend::kAuto));
+  }
+}
+
+}  // namespace
+}  // namespace kvshuttle::gputest
