@@ -34,9 +34,10 @@ struct LaunchOptions {
 // window's conversion before the first copy) short.
 inline constexpr int kStagingPieces = 4;
 // Pinned host → device: windows per wait of the copy stream for pieces to be free again (the
-// pieces form kStagingPieces / kStagedH2DGroup slots used in turn). Each wait of the copy
-// stream costs the copy engine a gap; waiting once per group keeps it streaming.
-inline constexpr int kStagedH2DGroup = 2;
+// pieces form kStagingPieces / group slots used in turn). Waiting once per 2 or 4 windows
+// (KVS_EXP_STAGED_GROUP, with 4 or 8 pieces) showed no gain over once per window on an H100
+// (docs/performance.md), so it stays 1.
+inline constexpr int kStagedH2DGroup = 1;
 inline constexpr int kMaxStagingPieces = 8;  // experiment switches may raise the piece count
 inline constexpr uint64_t kMinStagingPieceBytes = uint64_t{8} << 20;
 inline constexpr uint64_t kMaxStagingPieceBytes = uint64_t{64} << 20;

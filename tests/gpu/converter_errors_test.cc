@@ -131,6 +131,8 @@ TEST(AutoBackendTest, FollowsTheMeasuredCrossovers) {
   Converter* converter = SharedConverter();
   ASSERT_NE(converter, nullptr);
   const BlockShape shape{8, 2, 32, 8, 128};  // 1 MiB blocks in bf16
+  // Operational → operational of the same chunk order: each block is one contiguous run.
+  const LayoutDesc whole{LayoutKind::kOperationalNHD, shape, DType::kBF16};
   const LayoutDesc universal{LayoutKind::kUniversal, shape, DType::kBF16};
   const LayoutDesc nhd{LayoutKind::kNHDStack, shape, DType::kBF16};
   struct Case {
@@ -141,13 +143,13 @@ TEST(AutoBackendTest, FollowsTheMeasuredCrossovers) {
     Backend expected;
   };
   const Case cases[] = {
-      {"d2d whole blocks, 16 MiB", universal, universal, Placement::kDevice, Placement::kDevice,
+      {"d2d whole blocks, 16 MiB", whole, whole, Placement::kDevice, Placement::kDevice,
        16, Backend::kAsync},
-      {"d2d whole blocks, 80 MiB", universal, universal, Placement::kDevice, Placement::kDevice,
+      {"d2d whole blocks, 80 MiB", whole, whole, Placement::kDevice, Placement::kDevice,
        80, Backend::kKernel},
-      {"h2d whole blocks, 80 MiB", universal, universal, Placement::kPinned, Placement::kDevice,
+      {"h2d whole blocks, 80 MiB", whole, whole, Placement::kPinned, Placement::kDevice,
        80, Backend::kAsync},
-      {"d2h whole blocks, 80 MiB", universal, universal, Placement::kDevice, Placement::kPinned,
+      {"d2h whole blocks, 80 MiB", whole, whole, Placement::kDevice, Placement::kPinned,
        80, Backend::kAsync},
       {"d2d transpose, 16 MiB", nhd, universal, Placement::kDevice, Placement::kDevice, 16,
        Backend::kKernel},
@@ -163,8 +165,12 @@ TEST(AutoBackendTest, FollowsTheMeasuredCrossovers) {
     TransferSpec spec;
     spec.src = c.src;
     spec.dst = c.dst;
+    // Each store is one allocation (as a registered region is): runs may merge within it.
+    const std::vector<uint32_t> src_segments(src.addresses().size(), 0);
+    const std::vector<uint32_t> dst_segments(dst.addresses().size(), 0);
     ASSERT_OK_AND_ASSIGN(const TransferPlan plan,
-                         TransferPlan::Build(spec, src.addresses(), dst.addresses(), pairs));
+                         TransferPlan::Build(spec, src.addresses(), dst.addresses(), pairs,
+                                             AddressSegments{src_segments, dst_segments}));
     EXPECT_EQ(converter->Choose(plan, Backend::kAuto), c.expected)
         << c.name << ": chose " << BackendName(converter->Choose(plan, Backend::kAuto));
   }
