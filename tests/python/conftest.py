@@ -108,6 +108,15 @@ def _environment() -> dict[str, Any]:
             env["device"] = torch.cuda.get_device_name(0)
             env["cuda"] = torch.version.cuda
     env["kvshuttled"] = os.environ.get("KVSHUTTLED", "")
+    # The daemon's own version line names the commit it was built from; a copied tree's .git
+    # (the commit above) may be stale.
+    if env["kvshuttled"]:
+        try:
+            env["kvshuttled_version"] = subprocess.run(
+                [env["kvshuttled"], "--version"], capture_output=True, text=True, check=False,
+                timeout=10).stdout.strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            env["kvshuttled_version"] = ""
     return env
 
 
