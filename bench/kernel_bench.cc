@@ -40,6 +40,7 @@ struct Args {
   double min_ms = 20;
   uint64_t max_bytes = uint64_t{2} << 30;
   bool sweep = false;  // launch-configuration sweep of D2D kernel cases instead of the matrix
+  bool reverse = false;  // run the cases last to first (order effects)
 };
 
 struct Timing {
@@ -336,6 +337,8 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
       a.quick = true;
     } else if (arg == "--sweep") {
       a.sweep = true;
+    } else if (arg == "--reverse") {
+      a.reverse = true;
     } else if (const char* v = value("suites")) {
       a.suites = absl::StrSplit(v, ',');
     } else if (const char* v = value("out")) {
@@ -352,7 +355,7 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
       return absl::InvalidArgumentError(absl::StrCat(
           "unknown argument ", arg,
           "; usage: kvs_kernel_bench [--suites=pairs,ranges,backends,placement|all] [--quick] "
-          "[--out=FILE] [--commit=SHA] [--filter=TEXT] [--min_ms=20] [--max_mib=2048] [--sweep]"));
+          "[--out=FILE] [--commit=SHA] [--filter=TEXT] [--min_ms=20] [--max_mib=2048] [--sweep] [--reverse]"));
     }
   }
   return a;
@@ -361,6 +364,7 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
 absl::Status Main(int argc, char** argv) {
   ASSIGN_OR_RETURN(const Args args, ParseArgs(argc, argv));
   std::vector<Case> cases = MakeCases(args.suites, args.quick);
+  if (args.reverse) std::reverse(cases.begin(), cases.end());
   bool host = false;
   for (const Case& c : cases) host = host || c.placement != Placement::kD2D;
   cudaDeviceProp prop{};
