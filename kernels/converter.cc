@@ -117,13 +117,24 @@ namespace {
 // same-layout-family copies whose rows merge across chunks and blocks. The scan stops at the
 // first small run, so row-granular plans cost one run, not a list of every row (materializing
 // that list cost 90-150 µs on one-block jobs).
-bool FewLargeRuns(const TransferPlan& plan) {
+// The runs are kept (`runs`, when not null) so that `auto` does not scan the plan a second time
+// to enqueue them: on small plans that second scan was the 1-2 µs per call by which auto
+// trailed explicit async (docs/performance.md).
+bool FewLargeRuns(const TransferPlan& plan, std::vector<CopyRun>* runs = nullptr) {
   // Huge plans go to the kernel without a scan: it runs them at ≥ 0.96 × memcpy anyway.
   constexpr int64_t kMaxRowsToInspect = int64_t{1} << 16;
-  if (plan.RowsPerChunk() * static_cast<int64_t>(plan.chunks().size()) > kMaxRowsToInspect) {
+  if (plan.empty() ||
+      plan.RowsPerChunk() * static_cast<int64_t>(plan.chunks().size()) > kMaxRowsToInspect) {
     return false;
   }
-  return plan.FewLargeRuns(kAsyncMaxRuns, kAsyncMinRunBytes);
+  size_t count = 0;
+  const bool few = plan.VisitRuns([&](const CopyRun& r) {
+    if (++count > kAsyncMaxRuns || r.bytes < kAsyncMinRunBytes) return false;
+    if (runs != nullptr) runs->push_back(r);
+    return true;
+  });
+  if (!few && runs != nullptr) runs->clear();
+  return few;
 }
 
 bool IsPinnedHost(uint64_t address) {
@@ -164,9 +175,14 @@ std::optional<Converter::StagedJob> Converter::StagedShape(const TransferPlan& p
 }
 
 Backend Converter::Choose(const TransferPlan& plan, Backend requested) const {
+  return ChooseKeepingRuns(plan, requested, nullptr);
+}
+
+Backend Converter::ChooseKeepingRuns(const TransferPlan& plan, Backend requested,
+                                     std::vector<CopyRun>* async_runs) const {
   switch (requested) {
     case Backend::kAuto:
-      if (!LargeDeviceToDevice(plan) && FewLargeRuns(plan)) return Backend::kAsync;
+      if (!LargeDeviceToDevice(plan) && FewLargeRuns(plan, async_runs)) return Backend::kAsync;
       if (plan.bytes() >= (int64_t{8} << 20) && StagedShape(plan)) return Backend::kStaged;
       return Backend::kKernel;
     case Backend::kStaged:
@@ -365,7 +381,8 @@ absl::StatusOr<Backend> Converter::Enqueue(const TransferPlan& plan, const Launc
         absl::StrCat("max_sms: ", options.max_sms, " is negative; use 0 for no cap"));
   }
   if (plan.empty()) return options.backend == Backend::kAuto ? Backend::kKernel : options.backend;
-  const Backend backend = Choose(plan, options.backend);
+  std::vector<CopyRun> auto_runs;  // auto → async: the runs its decision already listed
+  const Backend backend = ChooseKeepingRuns(plan, options.backend, &auto_runs);
   DeviceGuard guard;
   CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
   switch (backend) {
@@ -378,6 +395,10 @@ absl::StatusOr<Backend> Converter::Enqueue(const TransferPlan& plan, const Launc
       break;
     }
     case Backend::kAsync: {
+      if (!auto_runs.empty()) {
+        RETURN_IF_ERROR(EnqueueAsync(auto_runs, stream));
+        break;
+      }
       ASSIGN_OR_RETURN(const std::vector<CopyRun> runs, RunsFor(plan, backend));
       RETURN_IF_ERROR(EnqueueAsync(runs, stream));
       break;

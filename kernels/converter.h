@@ -98,6 +98,9 @@ class Converter {
     uint64_t piece_bytes = 0;  // staging piece: max(kMinStagingPieceBytes, block_bytes)
   };
   std::optional<StagedJob> StagedShape(const TransferPlan& plan) const;
+  // Choose; when auto picks async, its scan's runs go to `async_runs` (if not null).
+  Backend ChooseKeepingRuns(const TransferPlan& plan, Backend requested,
+                            std::vector<CopyRun>* async_runs) const;
   absl::Status EnqueueStaged(const TransferPlan& plan, const StagedJob& job,
                              const LaunchOptions& options, cudaStream_t stream);
   // Copies `chunks` into the next slot once the slot's previous kernel is done with it.
