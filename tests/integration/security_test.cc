@@ -15,6 +15,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "absl/strings/str_join.h"
 #include "core/status_macros.h"
 #include "proto/proto_convert.h"
@@ -40,14 +42,23 @@ class SecurityTest : public ::testing::Test {
     daemon_ = *std::move(daemon);
   }
   // The host:port of the daemon's TCP listener, from its "serving on unix:... and H:P" line.
+  // The daemon logs "serving on unix:... and HOST:PORT" right after its health turns SERVING,
+  // which is what Start waits for: poll the log for up to 10 s (a loaded host can be slow).
   std::string TcpAddress() const {
-    const std::string out = daemon_->Stderr();
-    const size_t serving = out.find("serving on unix:");
-    if (serving == std::string::npos) return "";
-    const size_t and_pos = out.find(" and ", serving);
-    const size_t end = out.find_first_of(" \"\n", and_pos + 5);
-    if (and_pos == std::string::npos || end == std::string::npos) return "";
-    return out.substr(and_pos + 5, end - and_pos - 5);
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (true) {
+      const std::string out = daemon_->Stderr();
+      const size_t serving = out.find("serving on unix:");
+      const size_t line_end = serving == std::string::npos ? serving : out.find('\n', serving);
+      if (line_end != std::string::npos) {
+        const size_t and_pos = out.find(" and ", serving);
+        if (and_pos == std::string::npos || and_pos > line_end) return "";
+        const size_t end = out.find_first_of(" \"\n", and_pos + 5);
+        return out.substr(and_pos + 5, end - and_pos - 5);
+      }
+      if (absl::Now() > deadline) return "";
+      absl::SleepFor(absl::Milliseconds(10));
+    }
   }
 
   std::unique_ptr<DaemonProcess> daemon_;
