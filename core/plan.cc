@@ -220,11 +220,17 @@ std::vector<CopyRun> TransferPlan::Runs() const {
   return runs;
 }
 
-bool TransferPlan::FewLargeRuns(size_t max_runs, uint64_t min_run_bytes) const {
+bool TransferPlan::FewLargeRuns(size_t max_runs, uint64_t min_run_bytes,
+                                std::vector<CopyRun>* runs) const {
   if (empty()) return false;
   size_t count = 0;
-  return VisitRuns(
-      [&](const CopyRun& r) { return ++count <= max_runs && r.bytes >= min_run_bytes; });
+  const bool few = VisitRuns([&](const CopyRun& r) {
+    if (++count > max_runs || r.bytes < min_run_bytes) return false;
+    if (runs != nullptr) runs->push_back(r);
+    return true;
+  });
+  if (!few && runs != nullptr) runs->clear();
+  return few;
 }
 
 void ExecutePlanOnHost(const TransferPlan& plan, int num_threads) {

@@ -93,7 +93,9 @@ class TransferPlan {
   bool VisitRuns(const std::function<bool(const CopyRun&)>& visit) const;
   // True when the plan is at most `max_runs` runs, each ≥ `min_run_bytes`. Stops at the first
   // run that breaks either bound (row-granular plans: after one run).
-  bool FewLargeRuns(size_t max_runs, uint64_t min_run_bytes) const;
+  // When true and `runs` is not null, the runs (what Runs() returns) are left in `runs`.
+  bool FewLargeRuns(size_t max_runs, uint64_t min_run_bytes,
+                    std::vector<CopyRun>* runs = nullptr) const;
   // Number of runs Runs() would return for the rows of one chunk (a lower bound on its
   // per-chunk cost, used by backend selection).
   int64_t RowsPerChunk() const { return geometry_.inner_count * geometry_.outer_count; }

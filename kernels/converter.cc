@@ -123,18 +123,10 @@ namespace {
 bool FewLargeRuns(const TransferPlan& plan, std::vector<CopyRun>* runs = nullptr) {
   // Huge plans go to the kernel without a scan: it runs them at ≥ 0.96 × memcpy anyway.
   constexpr int64_t kMaxRowsToInspect = int64_t{1} << 16;
-  if (plan.empty() ||
-      plan.RowsPerChunk() * static_cast<int64_t>(plan.chunks().size()) > kMaxRowsToInspect) {
+  if (plan.RowsPerChunk() * static_cast<int64_t>(plan.chunks().size()) > kMaxRowsToInspect) {
     return false;
   }
-  size_t count = 0;
-  const bool few = plan.VisitRuns([&](const CopyRun& r) {
-    if (++count > kAsyncMaxRuns || r.bytes < kAsyncMinRunBytes) return false;
-    if (runs != nullptr) runs->push_back(r);
-    return true;
-  });
-  if (!few && runs != nullptr) runs->clear();
-  return few;
+  return plan.FewLargeRuns(kAsyncMaxRuns, kAsyncMinRunBytes, runs);
 }
 
 bool IsPinnedHost(uint64_t address) {
