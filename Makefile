@@ -60,15 +60,10 @@ clean:
 # TSan tier: everything with threads of ours. Left out: integration_ops_test (it reads
 # google.protobuf.Struct, a map field, and protobuf's headers change MapFieldBase's layout under
 # TSan, so it cannot run against Debian's uninstrumented libprotobuf), and the tests whose timing
-# assumptions TSan's slowdown breaks: integration_security_test (read the "serving on" log line,
-# written after health is SERVING, without waiting for it; it waits since 2026-11-27 but has not
-# been re-run under TSan), integration_hostile_input_test (exact descriptor counts),
+# assumptions TSan's slowdown breaks: integration_hostile_input_test (exact descriptor counts),
 # integration_cli_test (30 s per CLI command; `demo` takes about that long under TSan), python_cpu
 # (a job sized to outlast a 50 ms wait).
-# integration_fault_injection_test is out until a restart race it found under TSan is fixed (a
-# clean-clone .ci/run at c00e248: the restarted daemon's chmod of its new socket failed with
-# ENOENT, "socket_mode: cannot give ... mode 0660", so clients could not reconnect).
-TSAN_TESTS := ^(runtime_.*|host_executor_test|daemon_.*_test|integration_(api|conversion|isolation|lifecycle|flood|load)_test)$$
+TSAN_TESTS := ^(runtime_.*|host_executor_test|daemon_.*_test|integration_(api|conversion|isolation|lifecycle|flood|load|fault_injection|security)_test)$$
 FUZZ_RUNS ?= 10000000
 
 .PHONY: asan-test tsan-test fuzz-deps fuzz-test fuzz-long

@@ -26,11 +26,22 @@ std::string UnixSocketPath(absl::string_view listen) {
   return "";
 }
 
+namespace {
+// ".<pid>": a pid has at most 10 digits.
+constexpr size_t kStagingSuffixMax = 11;
+}  // namespace
+
+std::string StagingSocketPath(const std::string& path, int pid) {
+  return absl::StrCat(path, ".", pid);
+}
+
 absl::Status PrepareSocketPath(const std::string& path) {
   sockaddr_un addr{};
-  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("listen: socket path \"", path, "\" must be 1 to ",
-                                                   sizeof(addr.sun_path) - 1, " bytes"));
+  const size_t longest = sizeof(addr.sun_path) - 1 - kStagingSuffixMax;
+  if (path.empty() || path.size() > longest) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen: socket path \"", path, "\" must be 1 to ", longest,
+                     " bytes (the socket is first bound as PATH.<pid>)"));
   }
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   std::error_code ec;
@@ -98,6 +109,22 @@ absl::Status SetSocketPermissions(const std::string& path, uint32_t mode, int gi
         std::strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+absl::Status PublishSocket(const std::string& bound, const std::string& path, uint32_t mode,
+                           int gid) {
+  absl::Status status = SetSocketPermissions(bound, mode, gid);
+  if (status.ok() && ::link(bound.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    status = absl::FailedPreconditionError(
+        err == EEXIST
+            ? absl::StrCat("listen: ", path,
+                           " appeared while starting (another daemon on the same path?)")
+            : absl::StrCat("listen: cannot publish ", bound, " as ", path, ": ",
+                           std::strerror(err)));
+  }
+  ::unlink(bound.c_str());
+  return status;
 }
 
 }  // namespace kvshuttle

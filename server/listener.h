@@ -14,9 +14,14 @@ namespace kvshuttle {
 // Anything else (e.g. "host:port") → empty string (not a unix socket).
 std::string UnixSocketPath(absl::string_view listen);
 
-// Prepares `path` for binding: creates the parent directory, removes a stale socket left by a
-// crashed daemon (nobody accepts on it). FAILED_PRECONDITION when another process is listening
-// there or the path is not a socket.
+// The daemon binds its socket under a private name next to `path` (`path`.<pid>), gives it its
+// mode and group, and only then publishes it at `path` (PublishSocket): no client can connect
+// through `path` before the permissions are final, nor see health SERVING early.
+std::string StagingSocketPath(const std::string& path, int pid);
+
+// Prepares `path` for binding: checks that it and its staging name fit a socket address, creates
+// the parent directory, removes a stale socket left by a crashed daemon (nobody accepts on it).
+// FAILED_PRECONDITION when another process is listening there or the path is not a socket.
 absl::Status PrepareSocketPath(const std::string& path);
 
 // The group id of `group`: a group name (looked up in the group database) or a decimal gid.
@@ -27,5 +32,11 @@ absl::StatusOr<int> ResolveGroup(absl::string_view group);
 // set only a group it belongs to unless it has CAP_CHOWN. FAILED_PRECONDITION naming the path,
 // the mode or group and the system's error.
 absl::Status SetSocketPermissions(const std::string& path, uint32_t mode, int gid);
+
+// SetSocketPermissions(`bound`), then makes `path` name the same socket (link: it fails rather
+// than replace a socket another daemon published there since PrepareSocketPath) and removes
+// `bound`. On error `bound` is removed and `path` left as it was.
+absl::Status PublishSocket(const std::string& bound, const std::string& path, uint32_t mode,
+                           int gid);
 
 }  // namespace kvshuttle

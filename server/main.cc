@@ -307,7 +307,9 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
+  // Bound under a private name and published once its mode and group are set (PublishSocket).
+  const std::string bound_path = StagingSocketPath(socket_path, ::getpid());
+  builder.AddListeningPort("unix:" + bound_path, grpc::InsecureServerCredentials());
   int tcp_port = 0;  // the bound port, once started
   if (!options.tcp_listen.empty()) {
     absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
@@ -329,11 +331,11 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
                           options.tcp_listen.empty() ? "" : " / ", options.tcp_listen));
     return 1;
   }
-  if (absl::Status s = SetSocketPermissions(socket_path, options.socket_mode, options.socket_gid);
+  if (absl::Status s =
+          PublishSocket(bound_path, socket_path, options.socket_mode, options.socket_gid);
       !s.ok()) {
     LogError(s.message());
     server->Shutdown();
-    unlink(socket_path.c_str());
     return 1;
   }
   // The TCP address as bound (port 0 in --tcp picks a free port).

@@ -219,7 +219,13 @@ absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(DaemonConfig
     if (daemon->client_ != nullptr) {
       absl::StatusOr<health_v1::HealthCheckResponse::ServingStatus> health =
           daemon->client_->Health();
-      if (health.ok() && *health == health_v1::HealthCheckResponse::SERVING) return daemon;
+      struct stat st {};
+      if (health.ok() && *health == health_v1::HealthCheckResponse::SERVING &&
+          ::lstat(daemon->socket_path_.c_str(), &st) == 0) {
+        daemon->socket_dev_ = st.st_dev;
+        daemon->socket_ino_ = st.st_ino;
+        return daemon;
+      }
     }
     absl::SleepFor(absl::Milliseconds(10));
   }
@@ -229,8 +235,14 @@ DaemonProcess::~DaemonProcess() {
   client_.reset();
   if (child_ != nullptr) child_->Kill();
   struct stat st {};
-  if (::lstat(socket_path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+  if (::lstat(socket_path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+      st.st_dev == socket_dev_ && st.st_ino == socket_ino_) {
     ::unlink(socket_path_.c_str());
+  }
+  // A daemon killed before it published its socket leaves it under the staging name.
+  if (child_ != nullptr) {
+    const std::string staging = absl::StrCat(socket_path_, ".", child_->pid());
+    if (::lstat(staging.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(staging.c_str());
   }
 }
 

@@ -88,7 +88,9 @@ inline DaemonConfig WithFlags(std::vector<std::string> flags) {
 class DaemonProcess {
  public:
   static absl::StatusOr<std::unique_ptr<DaemonProcess>> Start(DaemonConfig config = {});
-  ~DaemonProcess();  // Kill() if still running; removes a socket file left behind
+  // Kill() if still running; removes the socket file its daemon left behind (not one a daemon
+  // started later on the same path serves).
+  ~DaemonProcess();
 
   pid_t pid() const { return child_->pid(); }
   const std::string& socket_path() const { return socket_path_; }
@@ -122,6 +124,9 @@ class DaemonProcess {
 
   std::unique_ptr<ChildProcess> child_;
   std::string socket_path_;
+  // The socket file this daemon published (device, inode), recorded once it served.
+  dev_t socket_dev_ = 0;
+  ino_t socket_ino_ = 0;
   std::unique_ptr<Client> client_;
 };
 
