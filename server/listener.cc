@@ -31,10 +31,6 @@ namespace {
 constexpr size_t kStagingSuffixMax = 11;
 }  // namespace
 
-std::string StagingSocketPath(const std::string& path, int pid) {
-  return absl::StrCat(path, ".", pid);
-}
-
 absl::Status PrepareSocketPath(const std::string& path) {
   sockaddr_un addr{};
   const size_t longest = sizeof(addr.sun_path) - 1 - kStagingSuffixMax;
@@ -98,6 +94,8 @@ absl::StatusOr<int> ResolveGroup(absl::string_view group) {
   return static_cast<int>(found->gr_gid);
 }
 
+namespace {
+
 absl::Status SetSocketPermissions(const std::string& path, uint32_t mode, int gid) {
   if (gid >= 0 && ::chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(gid)) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -110,6 +108,8 @@ absl::Status SetSocketPermissions(const std::string& path, uint32_t mode, int gi
   }
   return absl::OkStatus();
 }
+
+}  // namespace
 
 absl::Status PublishSocket(const std::string& bound, const std::string& path, uint32_t mode,
                            int gid) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
 namespace kvshuttle {
@@ -17,7 +18,10 @@ std::string UnixSocketPath(absl::string_view listen);
 // The daemon binds its socket under a private name next to `path` (`path`.<pid>), gives it its
 // mode and group, and only then publishes it at `path` (PublishSocket): no client can connect
 // through `path` before the permissions are final, nor see health SERVING early.
-std::string StagingSocketPath(const std::string& path, int pid);
+// Inline: the integration-test harness removes a killed daemon's staging socket by this name.
+inline std::string StagingSocketPath(const std::string& path, int pid) {
+  return absl::StrCat(path, ".", pid);
+}
 
 // Prepares `path` for binding: checks that it and its staging name fit a socket address, creates
 // the parent directory, removes a stale socket left by a crashed daemon (nobody accepts on it).
@@ -28,14 +32,11 @@ absl::Status PrepareSocketPath(const std::string& path);
 // INVALID_ARGUMENT naming it when it is neither.
 absl::StatusOr<int> ResolveGroup(absl::string_view group);
 
-// Gives the socket at `path` mode `mode` and, when gid ≥ 0, group `gid` (chown). The daemon may
-// set only a group it belongs to unless it has CAP_CHOWN. FAILED_PRECONDITION naming the path,
-// the mode or group and the system's error.
-absl::Status SetSocketPermissions(const std::string& path, uint32_t mode, int gid);
-
-// SetSocketPermissions(`bound`), then makes `path` name the same socket (link: it fails rather
-// than replace a socket another daemon published there since PrepareSocketPath) and removes
-// `bound`. On error `bound` is removed and `path` left as it was.
+// Gives the socket at `bound` mode `mode` and, when gid ≥ 0, group `gid` (chown; the daemon may
+// set only a group it belongs to unless it has CAP_CHOWN), then makes `path` name the same
+// socket (link: it fails rather than replace a socket another daemon published there since
+// PrepareSocketPath) and removes `bound`. On error — FAILED_PRECONDITION naming the path, the
+// mode or group and the system's error — `bound` is removed and `path` left as it was.
 absl::Status PublishSocket(const std::string& bound, const std::string& path, uint32_t mode,
                            int gid);
 

@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "server/listener.h"
 
 #ifndef KVS_DAEMON_PATH
 #error "KVS_DAEMON_PATH must name the kvshuttled binary"
@@ -241,7 +242,7 @@ DaemonProcess::~DaemonProcess() {
   }
   // A daemon killed before it published its socket leaves it under the staging name.
   if (child_ != nullptr) {
-    const std::string staging = absl::StrCat(socket_path_, ".", child_->pid());
+    const std::string staging = StagingSocketPath(socket_path_, child_->pid());
     if (::lstat(staging.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(staging.c_str());
   }
 }

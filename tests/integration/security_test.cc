@@ -15,9 +15,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "absl/strings/str_join.h"
 #include "core/status_macros.h"
 #include "proto/proto_convert.h"
 #include "tests/integration/daemon_process.h"
@@ -41,9 +41,9 @@ class SecurityTest : public ::testing::Test {
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = *std::move(daemon);
   }
-  // The host:port of the daemon's TCP listener, from its "serving on unix:... and H:P" line.
-  // The daemon logs "serving on unix:... and HOST:PORT" right after its health turns SERVING,
-  // which is what Start waits for: poll the log for up to 10 s (a loaded host can be slow).
+  // The host:port of the daemon's TCP listener, from its "serving on unix:... and HOST:PORT"
+  // line. That line comes right after health turns SERVING (what Start waits for), so the log
+  // is polled for up to 10 s (a loaded host can be slow).
   std::string TcpAddress() const {
     const absl::Time deadline = absl::Now() + absl::Seconds(10);
     while (true) {
