@@ -286,6 +286,36 @@ absl::StatusOr<v1::RegisterRegionResponse> Session::RegisterCudaIpcRegion(
   return client_.Call(&v1::Shuttle::Stub::RegisterRegion, request);
 }
 
+absl::StatusOr<std::string> Session::SendDescriptors(absl::Span<const int> fds) {
+  v1::CreateFdTokenRequest request;
+  request.set_session_id(id_);
+  ASSIGN_OR_RETURN(v1::CreateFdTokenResponse token,
+                   client_.Call(&v1::Shuttle::Stub::CreateFdToken, request));
+  RETURN_IF_ERROR(kvshuttle::SendDescriptors(token.socket_path(), token.token(), fds));
+  return token.token();
+}
+
+absl::StatusOr<v1::RegisterRegionResponse> Session::RegisterMemfdRegion(
+    absl::string_view token, uint32_t index, uint64_t offset, uint64_t size,
+    absl::string_view name) {
+  v1::RegisterRegionRequest request;
+  request.set_session_id(id_);
+  request.set_name(std::string(name));
+  v1::HostMemfdMemory* memory = request.mutable_host_memfd();
+  memory->set_fd_token(std::string(token));
+  memory->set_fd_index(index);
+  memory->set_offset(offset);
+  memory->set_size(size);
+  return client_.Call(&v1::Shuttle::Stub::RegisterRegion, request);
+}
+
+absl::StatusOr<v1::RegisterRegionResponse> Session::RegisterMemfdRegion(
+    const MemfdMemory& memory, uint64_t offset, uint64_t size, absl::string_view name) {
+  const int fd = memory.fd();
+  ASSIGN_OR_RETURN(const std::string token, SendDescriptors({&fd, 1}));
+  return RegisterMemfdRegion(token, 0, offset, size, name);
+}
+
 absl::StatusOr<v1::RegisterRegionResponse> Session::RegisterHostShmRegion(
     absl::string_view shm_name, uint64_t offset, uint64_t size, absl::string_view name) {
   v1::RegisterRegionRequest request;

@@ -28,6 +28,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "client/memfd_memory.h"
 #include "kvshuttle/v1/kvshuttle.grpc.pb.h"
 
 namespace kvshuttle {
@@ -157,6 +158,20 @@ class Session {
   absl::StatusOr<v1::RegisterRegionResponse> RegisterCudaIpcRegion(
       absl::string_view handle, absl::string_view gpu_uuid, uint64_t offset, uint64_t size,
       absl::string_view name = "");
+  // Host memory as memfd (the daemon maps what it is given; nothing can shrink under it).
+  // SendDescriptors sends file descriptors over the daemon's side channel (GetInfo's
+  // fd_socket) with a one-time token from CreateFdToken and returns the token;
+  // RegisterMemfdRegion then lends [offset, offset + size) of descriptor `index` of that
+  // message. The one-memfd form does both.
+  absl::StatusOr<std::string> SendDescriptors(absl::Span<const int> fds);
+  absl::StatusOr<v1::RegisterRegionResponse> RegisterMemfdRegion(absl::string_view token,
+                                                                 uint32_t index, uint64_t offset,
+                                                                 uint64_t size,
+                                                                 absl::string_view name = "");
+  absl::StatusOr<v1::RegisterRegionResponse> RegisterMemfdRegion(const MemfdMemory& memory,
+                                                                 uint64_t offset, uint64_t size,
+                                                                 absl::string_view name = "");
+  // A named POSIX shm object the caller owns (compatibility; memfd is the safer transport).
   absl::StatusOr<v1::RegisterRegionResponse> RegisterHostShmRegion(absl::string_view shm_name,
                                                                    uint64_t offset,
                                                                    uint64_t size,

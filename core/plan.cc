@@ -77,6 +77,15 @@ int LowestAlignment(uint64_t bits) {
 
 }  // namespace
 
+int64_t PlanMemoryBytes(const TransferSpec& spec, int64_t num_pairs) {
+  const int64_t layers = spec.layers.count > 0 ? spec.layers.count : spec.src.shape.nl;
+  const int64_t per_pair = std::max<int64_t>(layers, 1) * std::max<int64_t>(spec.src.shape.no, 1);
+  // A chunk address (16 bytes) and its join bit per chunk copy, plus the pairs themselves.
+  const int64_t chunks = std::min<int64_t>(num_pairs * per_pair, kMaxPlanChunks + 1);
+  return chunks * static_cast<int64_t>(sizeof(ChunkAddress)) + chunks / 8 +
+         num_pairs * static_cast<int64_t>(sizeof(BlockPair));
+}
+
 ChunkGeometry MakeChunkGeometry(const TransferSpec& resolved) {
   const int64_t es = DTypeSize(resolved.src.dtype);
   const RowStrides ss = StridesOf(resolved.src.kind, resolved.src.shape, es);
@@ -261,6 +270,34 @@ void ExecutePlanOnHost(const TransferPlan& plan, int num_threads) {
     pool.emplace_back(work, n * t / threads, n * (t + 1) / threads);
   }
   for (std::thread& th : pool) th.join();
+}
+
+bool ExecutePlanSliceOnHost(const TransferPlan& plan, PlanCursor& cursor, int64_t max_bytes) {
+  const ChunkGeometry& g = plan.geometry();
+  const std::vector<ChunkAddress>& chunks = plan.chunks();
+  const int64_t rows = g.inner_count * g.outer_count;
+  int64_t budget = std::max<int64_t>(max_bytes, 1);
+  while (cursor.chunk < chunks.size() && budget > 0) {
+    const ChunkAddress& c = chunks[cursor.chunk];
+    const int64_t o = cursor.row / g.inner_count;
+    const int64_t i = cursor.row - o * g.inner_count;
+    const uint64_t src = c.src + o * g.src_outer_stride + i * g.src_inner_stride + cursor.offset;
+    const uint64_t dst = c.dst + o * g.dst_outer_stride + i * g.dst_inner_stride + cursor.offset;
+    const int64_t n = std::min(budget, g.row_bytes - cursor.offset);
+    std::memcpy(reinterpret_cast<void*>(dst), reinterpret_cast<const void*>(src),
+                static_cast<size_t>(n));
+    budget -= n;
+    cursor.bytes_done += n;
+    cursor.offset += n;
+    if (cursor.offset == g.row_bytes) {
+      cursor.offset = 0;
+      if (++cursor.row == rows) {
+        cursor.row = 0;
+        ++cursor.chunk;
+      }
+    }
+  }
+  return cursor.chunk >= chunks.size();
 }
 
 }  // namespace kvshuttle

@@ -111,11 +111,32 @@ class TransferPlan {
   int alignment_ = 16;
 };
 
+// Upper bound of the memory TransferPlan::Build allocates for `num_pairs` pairs of `spec` (the
+// daemon charges it to the caller's budget before building). Unresolved specs count every
+// source layer.
+int64_t PlanMemoryBytes(const TransferSpec& spec, int64_t num_pairs);
+
 // Computes the chunk geometry for a resolved spec (exposed for tests).
 ChunkGeometry MakeChunkGeometry(const TransferSpec& resolved);
 
 // Executes `plan` with memcpy on host-addressable memory, splitting the chunks over
-// `num_threads` threads (≤ 1 runs inline). The CPU executor of the daemon.
+// `num_threads` threads (≤ 1 runs inline).
 void ExecutePlanOnHost(const TransferPlan& plan, int num_threads);
+
+// Where a sliced host execution of a plan stands: the next byte to copy is byte `offset` of row
+// `row` (flat over outer × inner) of chunk `chunk`. A default cursor is at the start.
+struct PlanCursor {
+  uint64_t chunk = 0;
+  int64_t row = 0;
+  int64_t offset = 0;
+  int64_t bytes_done = 0;  // payload bytes copied so far
+};
+
+// Copies the next at most `max_bytes` (≥ 1) payload bytes of `plan` from `cursor` on, with
+// memcpy, and advances the cursor; rows longer than `max_bytes` are copied in pieces. Returns
+// true when the plan is complete. Slicing keeps the result byte-identical to one
+// ExecutePlanOnHost call. The daemon's CPU executor runs jobs this way, so that others can
+// interleave and a running job can be stopped between slices.
+bool ExecutePlanSliceOnHost(const TransferPlan& plan, PlanCursor& cursor, int64_t max_bytes);
 
 }  // namespace kvshuttle

@@ -46,6 +46,17 @@ absl::Status AddRegion(uint64_t region_id, const RegionLookup& lookup, const std
 
 }  // namespace
 
+int64_t BlockSetMetadataBytes(const v1::RegisterBlockSetRequest& request,
+                              int64_t max_addresses) {
+  absl::StatusOr<LayoutDesc> layout = LayoutFromProto(request.layout(), "layout");
+  if (!layout.ok()) return 0;
+  const int64_t slots = AddressesPerBlock(layout->kind, layout->shape);
+  if (static_cast<int64_t>(request.num_blocks()) > max_addresses / slots) return 0;
+  // One 8-byte address and one 4-byte segment per (block, slot). Both factors are < 2^32.
+  return static_cast<int64_t>(request.num_blocks()) * slots * 12 +
+         static_cast<int64_t>(sizeof(BlockSetRecord));
+}
+
 absl::StatusOr<std::shared_ptr<BlockSetRecord>> BuildBlockSet(
     const v1::RegisterBlockSetRequest& request, const RegionLookup& lookup,
     int64_t max_addresses) {

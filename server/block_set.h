@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "core/layout.h"
 #include "kvshuttle/v1/kvshuttle.pb.h"
+#include "server/budget.h"
 #include "server/runtime/memory.h"
 
 namespace kvshuttle {
@@ -33,7 +34,13 @@ struct BlockSetRecord {
   Placement placement;
   std::vector<uint64_t> region_ids;               // distinct regions used
   std::vector<std::shared_ptr<Memory>> memories;  // keeps them mapped
+  Budget::Charge charge;                          // its metadata bytes (BlockSetMetadataBytes)
 };
+
+// Daemon memory the block set of `request` takes (its address and segment tables), computed
+// from the request before anything is built; 0 when BuildBlockSet refuses it before allocating
+// anything (a malformed layout, over `max_addresses` addresses).
+int64_t BlockSetMetadataBytes(const v1::RegisterBlockSetRequest& request, int64_t max_addresses);
 
 // A region as the block set builder sees it.
 struct RegionView {

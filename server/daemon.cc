@@ -9,7 +9,7 @@
 #include "core/status_macros.h"
 #include "proto/proto_convert.h"
 #include "server/ops/logging.h"
-#include "server/runtime/host_memory.h"
+#include "server/memory/importer.h"
 
 #ifndef KVS_VERSION
 #define KVS_VERSION "0.0.0"
@@ -76,7 +76,10 @@ v1::BlockSet BlockSetToProto(const BlockSetRecord& bs, const GpuRuntime& gpu) {
 }  // namespace
 
 Daemon::Daemon(const DaemonOptions& options, std::unique_ptr<GpuRuntime> gpu)
-    : options_(options), gpu_(std::move(gpu)), pools_(*gpu_, options.limits.max_pools) {}
+    : options_(options),
+      gpu_(std::move(gpu)),
+      budgets_(MakeBudgetSet(options.budgets, *gpu_)),
+      pools_(*gpu_, options.limits.max_pools, *budgets_) {}
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const DaemonOptions& options,
                                                        std::unique_ptr<GpuRuntime> gpu) {
@@ -87,11 +90,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const DaemonOptions& opti
         d->gpu_workers_.resize(dev.ordinal + 1);
       }
       ASSIGN_OR_RETURN(d->gpu_workers_[dev.ordinal],
-                       d->gpu_->CreateWorker(dev.ordinal, options.limits.queue_capacity));
+                       d->gpu_->CreateWorker(dev.ordinal, QueueLimits(options.limits.queue_capacity,
+                                                                       options.limits.session_queue_capacity)));
     }
   }
-  d->cpu_executor_ =
-      CreateCpuExecutor(std::max(1, options.cpu_threads), options.limits.queue_capacity);
+  d->cpu_executor_ = CreateCpuExecutor(
+      std::max(1, options.cpu_threads),
+      QueueLimits(options.limits.queue_capacity, options.limits.session_queue_capacity));
   d->InitMetrics();
   if (!options.fault_fail_jobs_of_client.empty()) {
     LogWarning("TEST ONLY: every job of sessions with this client name fails INTERNAL",
@@ -129,11 +134,13 @@ void Daemon::ReaperLoop() {
       LogInfo("session lease expired", {{"session", LogSessionId(s->id())}});
       CloseAndForget(s);
     }
+    fd_tokens_.Expire(absl::Now());
   }
 }
 
 void Daemon::CloseAndForget(const std::shared_ptr<Session>& session) {
   session->Close();
+  fd_tokens_.DropSession(session->serial());
   size_t erased = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -142,10 +149,11 @@ void Daemon::CloseAndForget(const std::shared_ptr<Session>& session) {
   if (erased > 0) LogInfo("session closed", {{"session", LogSessionId(session->id())}});
 }
 
-absl::StatusOr<std::shared_ptr<Session>> Daemon::FindSession(const std::string& id) const {
+absl::StatusOr<std::shared_ptr<Session>> Daemon::FindSession(const std::string& id,
+                                                             const CallContext& call) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = sessions_.find(id);
-  if (it == sessions_.end()) {
+  if (it == sessions_.end() || !it->second->UsableBy(call.peer)) {
     return absl::NotFoundError(
         id.empty() ? "session_id: missing; call OpenSession first"
                    : "session_id: no such session (closed, expired or never opened)");
@@ -153,7 +161,8 @@ absl::StatusOr<std::shared_ptr<Session>> Daemon::FindSession(const std::string& 
   return it->second;
 }
 
-absl::Status Daemon::GetInfo(const v1::GetInfoRequest&, v1::GetInfoResponse* resp) {
+absl::Status Daemon::GetInfo(const CallContext& call, const v1::GetInfoRequest& req,
+                             v1::GetInfoResponse* resp) {
   resp->set_version(KVS_VERSION);
   for (const GpuDeviceInfo& d : gpu_->devices()) {
     v1::DeviceInfo* info = resp->add_devices();
@@ -177,35 +186,70 @@ absl::Status Daemon::GetInfo(const v1::GetInfoRequest&, v1::GetInfoResponse* res
   l->set_queue_capacity(lim.queue_capacity);
   l->set_max_message_bytes(static_cast<uint64_t>(lim.max_message_bytes));
   l->set_lease_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(options_.lease)));
+  l->set_max_sessions_per_client(lim.max_sessions_per_client);
+  l->set_max_waits_per_session(lim.max_waits_per_session);
+  l->set_max_wait_ids(lim.max_wait_ids);
+  l->set_session_queue_capacity(lim.session_queue_capacity);
+  l->set_max_connections(options_.edge.max_connections);
+  l->set_max_connections_per_uid(options_.edge.max_connections_per_uid);
   resp->set_listen_address(listen_address_);
   resp->set_draining(draining_);
+  resp->set_fd_socket(options_.fd_socket);
+  // The caller's own session, when named, for its share of the per-session budgets.
+  std::shared_ptr<Session> own;
+  if (!req.session_id().empty()) {
+    absl::StatusOr<std::shared_ptr<Session>> found = FindSession(req.session_id(), call);
+    if (found.ok()) own = *found;
+  }
+  for (const Budget* b : budgets_->All()) {
+    v1::BudgetUsage* u = resp->add_budgets();
+    u->set_name(b->name());
+    u->set_unit(b->unit());
+    u->set_limit(b->limit());
+    u->set_used(b->used());
+    u->set_session_limit(b->session_limit());
+    if (own != nullptr && b == &budgets_->metadata) {
+      u->set_session_used(own->metadata_account()->used.load());
+    } else if (own != nullptr && b == &budgets_->maps) {
+      u->set_session_used(own->maps_account()->used.load());
+    }
+  }
   return absl::OkStatus();
 }
 
-absl::Status Daemon::OpenSession(const v1::OpenSessionRequest& req,
+absl::Status Daemon::OpenSession(const CallContext& call, const v1::OpenSessionRequest& req,
                                  v1::OpenSessionResponse* resp) {
   if (draining_) return absl::UnavailableError("OpenSession: the daemon is draining");
   RETURN_IF_ERROR(CheckName(req.client_name()));
-  auto session = std::make_shared<Session>(NewSessionId(), req.client_name(),
+  auto session = std::make_shared<Session>(NewSessionId(), next_session_serial_++,
+                                           req.client_name(), call.peer,
                                            absl::Now() + options_.lease, options_.limits);
+  const std::string client = call.peer.ClientKey();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (static_cast<int>(sessions_.size()) >= options_.limits.max_sessions) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "sessions: ", sessions_.size(), " of at most ", options_.limits.max_sessions, " open"));
     }
+    int of_client = 0;
+    for (const auto& [id, s] : sessions_) of_client += s->owner().ClientKey() == client ? 1 : 0;
+    if (of_client >= options_.limits.max_sessions_per_client) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "sessions: ", client, " holds ", of_client, " of at most ",
+          options_.limits.max_sessions_per_client, " sessions per client"));
+    }
     sessions_.emplace(session->id(), session);
   }
-  LogInfo("session opened",
-          {{"session", LogSessionId(session->id())}, {"client", req.client_name()}});
+  LogInfo("session opened", {{"session", LogSessionId(session->id())},
+                             {"client", req.client_name()},
+                             {"peer", call.peer.address}});
   resp->set_session_id(session->id());
   resp->set_lease_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(options_.lease)));
   return absl::OkStatus();
 }
 
-absl::Status Daemon::Attach(const v1::AttachRequest& req, const CallContext& call,
-                            const std::function<bool(const v1::SessionEvent&)>& write) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+absl::Status Daemon::Attach(const CallContext& call, const v1::AttachRequest& req, const std::function<bool(const v1::SessionEvent&)>& write) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   RETURN_IF_ERROR(session->Attach());
   v1::SessionEvent hello;
   hello.set_attached(session->id());
@@ -241,21 +285,21 @@ absl::Status Daemon::Attach(const v1::AttachRequest& req, const CallContext& cal
   }
 }
 
-absl::Status Daemon::KeepAlive(const v1::KeepAliveRequest& req, v1::KeepAliveResponse* resp) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+absl::Status Daemon::KeepAlive(const CallContext& call, const v1::KeepAliveRequest& req, v1::KeepAliveResponse* resp) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   session->Touch(absl::Now() + options_.lease);
   resp->set_lease_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(options_.lease)));
   return absl::OkStatus();
 }
 
-absl::Status Daemon::CloseSession(const v1::CloseSessionRequest& req,
+absl::Status Daemon::CloseSession(const CallContext& call, const v1::CloseSessionRequest& req,
                                   v1::CloseSessionResponse*) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   CloseAndForget(session);
   return absl::OkStatus();
 }
 
-absl::Status Daemon::ListSessions(const v1::ListSessionsRequest& req,
+absl::Status Daemon::ListSessions(const CallContext& call, const v1::ListSessionsRequest& req,
                                   v1::ListSessionsResponse* resp) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [id, s] : sessions_) {
@@ -264,110 +308,135 @@ absl::Status Daemon::ListSessions(const v1::ListSessionsRequest& req,
   return absl::OkStatus();
 }
 
-absl::Status Daemon::RegisterRegion(const v1::RegisterRegionRequest& req,
+absl::Status Daemon::CreateFdToken(const CallContext& call, const v1::CreateFdTokenRequest& req,
+                                   v1::CreateFdTokenResponse* resp) {
+  if (draining_) return absl::UnavailableError("CreateFdToken: the daemon is draining");
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
+  if (options_.fd_socket.empty()) {
+    return absl::FailedPreconditionError(
+        "CreateFdToken: this daemon serves no descriptor side channel (--fd_socket is empty)");
+  }
+  ASSIGN_OR_RETURN(std::string token, fd_tokens_.Issue(session->serial(), call.peer, absl::Now()));
+  resp->set_token(std::move(token));
+  resp->set_socket_path(options_.fd_socket);
+  resp->set_max_fds(static_cast<uint32_t>(fd_tokens_.limits().max_fds_per_token));
+  resp->set_expires_in_seconds(absl::ToDoubleSeconds(fd_tokens_.limits().lifetime));
+  return absl::OkStatus();
+}
+
+absl::Status Daemon::RegisterRegion(const CallContext& call, const v1::RegisterRegionRequest& req,
                                     v1::RegisterRegionResponse* resp) {
   if (draining_) return absl::UnavailableError("RegisterRegion: the daemon is draining");
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   RETURN_IF_ERROR(CheckName(req.name()));
+  ASSIGN_OR_RETURN(const RegionImporter import, FindImporter(req));
+  // The mappings a region holds are budgeted before it is mapped: the kernel's map limit
+  // (vm.max_map_count) is shared by every client and by the daemon's own allocations.
+  ASSIGN_OR_RETURN(Budget::Charge maps,
+                   budgets_->maps.Take(MapsOf(req), "RegisterRegion", session->maps_account()));
+  const absl::Time open_start = absl::Now();
+  ASSIGN_OR_RETURN(
+      ImportedRegion imported,
+      import(req, ImportContext{call.peer, session->serial(), *gpu_, fd_tokens_,
+                                options_.shm_trust_gid}));
+  if (imported.kind == v1::MEMORY_DEVICE) metrics_->ObserveIpcOpen(absl::Now() - open_start);
   v1::Region info;
-  std::shared_ptr<Memory> memory;
-  switch (req.memory_case()) {
-    case v1::RegisterRegionRequest::kCudaIpc: {
-      const v1::CudaIpcMemory& m = req.cuda_ipc();
-      const absl::Time open_start = absl::Now();
-      ASSIGN_OR_RETURN(memory, gpu_->OpenIpc(m.handle(), m.gpu_uuid(), m.offset(), m.size()));
-      metrics_->ObserveIpcOpen(absl::Now() - open_start);
-      info.set_memory(v1::MEMORY_DEVICE);
-      info.set_gpu_uuid(m.gpu_uuid());
-      break;
-    }
-    case v1::RegisterRegionRequest::kHostShm: {
-      const v1::HostShmMemory& m = req.host_shm();
-      ASSIGN_OR_RETURN(memory, MapSharedMemory(m.name(), m.offset(), m.size(), *gpu_));
-      info.set_memory(v1::MEMORY_HOST);
-      break;
-    }
-    default:
-      return absl::InvalidArgumentError("memory: neither cuda_ipc nor host_shm is set");
-  }
-  info.set_size(memory->size());
+  info.set_memory(imported.kind);
+  info.set_gpu_uuid(imported.gpu_uuid);
+  info.set_size(imported.memory->size());
+  // The maps charge goes with the memory (which in-flight jobs may keep past the region).
+  Memory* const raw = imported.memory.get();
+  std::shared_ptr<Memory> memory = std::shared_ptr<Memory>(
+      raw,
+      [memory = std::move(imported.memory),
+       charge = std::make_shared<Budget::Charge>(std::move(maps))](Memory*) mutable {
+        memory.reset();
+        charge.reset();
+      });
   ASSIGN_OR_RETURN(*resp->mutable_region(),
                    session->AddRegion(next_id_++, req.name(), info, std::move(memory)));
   return absl::OkStatus();
 }
 
-absl::Status Daemon::UnregisterRegion(const v1::UnregisterRegionRequest& req,
+absl::Status Daemon::UnregisterRegion(const CallContext& call, const v1::UnregisterRegionRequest& req,
                                       v1::UnregisterRegionResponse* resp) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   ASSIGN_OR_RETURN(const bool deferred, session->RemoveRegion(req.region_id()));
   resp->set_deferred(deferred);
   return absl::OkStatus();
 }
 
-absl::Status Daemon::ListRegions(const v1::ListRegionsRequest& req,
+absl::Status Daemon::ListRegions(const CallContext& call, const v1::ListRegionsRequest& req,
                                  v1::ListRegionsResponse* resp) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   for (v1::Region& r : session->ListRegions()) *resp->add_regions() = std::move(r);
   return absl::OkStatus();
 }
 
-absl::Status Daemon::RegisterBlockSet(const v1::RegisterBlockSetRequest& req,
+absl::Status Daemon::RegisterBlockSet(const CallContext& call, const v1::RegisterBlockSetRequest& req,
                                       v1::RegisterBlockSetResponse* resp) {
   if (draining_) return absl::UnavailableError("RegisterBlockSet: the daemon is draining");
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   RETURN_IF_ERROR(CheckName(req.name()));
   const RegionLookup lookup = [&session](uint64_t id) { return session->FindRegion(id); };
+  // Charged before the tables are built (a 64-byte request can ask for millions of entries).
+  ASSIGN_OR_RETURN(Budget::Charge charge,
+                   budgets_->metadata.Take(BlockSetMetadataBytes(req, options_.limits.max_block_set_addresses),
+                                           "RegisterBlockSet",
+                                           session->metadata_account()));
   ASSIGN_OR_RETURN(std::shared_ptr<BlockSetRecord> record,
                    BuildBlockSet(req, lookup, options_.limits.max_block_set_addresses));
   record->id = next_id_++;
+  record->charge = std::move(charge);
   *resp->mutable_block_set() = BlockSetToProto(*record, *gpu_);
   return session->AddBlockSet(std::move(record));
 }
 
-absl::Status Daemon::UnregisterBlockSet(const v1::UnregisterBlockSetRequest& req,
+absl::Status Daemon::UnregisterBlockSet(const CallContext& call, const v1::UnregisterBlockSetRequest& req,
                                         v1::UnregisterBlockSetResponse*) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   return session->RemoveBlockSet(req.block_set_id());
 }
 
-absl::Status Daemon::ListBlockSets(const v1::ListBlockSetsRequest& req,
+absl::Status Daemon::ListBlockSets(const CallContext& call, const v1::ListBlockSetsRequest& req,
                                    v1::ListBlockSetsResponse* resp) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   for (const auto& bs : session->ListBlockSets()) {
     *resp->add_block_sets() = BlockSetToProto(*bs, *gpu_);
   }
   return absl::OkStatus();
 }
 
-absl::Status Daemon::CreatePool(const v1::CreatePoolRequest& req, v1::CreatePoolResponse* resp) {
+absl::Status Daemon::CreatePool(const CallContext& call, const v1::CreatePoolRequest& req, v1::CreatePoolResponse* resp) {
   if (draining_) return absl::UnavailableError("CreatePool: the daemon is draining");
-  RETURN_IF_ERROR(FindSession(req.session_id()).status());
+  RETURN_IF_ERROR(FindSession(req.session_id(), call).status());
   ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Create(req));
   *resp->mutable_pool() = pool->ToProto();
   return absl::OkStatus();
 }
 
-absl::Status Daemon::DestroyPool(const v1::DestroyPoolRequest& req, v1::DestroyPoolResponse*) {
-  RETURN_IF_ERROR(FindSession(req.session_id()).status());
+absl::Status Daemon::DestroyPool(const CallContext& call, const v1::DestroyPoolRequest& req, v1::DestroyPoolResponse*) {
+  RETURN_IF_ERROR(FindSession(req.session_id(), call).status());
   return pools_.Destroy(req.name());
 }
 
-absl::Status Daemon::ListPools(const v1::ListPoolsRequest&, v1::ListPoolsResponse* resp) {
+absl::Status Daemon::ListPools(const CallContext&, const v1::ListPoolsRequest&,
+                               v1::ListPoolsResponse* resp) {
   for (const auto& pool : pools_.List()) *resp->add_pools() = pool->ToProto();
   return absl::OkStatus();
 }
 
-absl::Status Daemon::AllocateBlocks(const v1::AllocateBlocksRequest& req,
+absl::Status Daemon::AllocateBlocks(const CallContext& call, const v1::AllocateBlocksRequest& req,
                                     v1::AllocateBlocksResponse* resp) {
-  RETURN_IF_ERROR(FindSession(req.session_id()).status());
+  RETURN_IF_ERROR(FindSession(req.session_id(), call).status());
   ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Find(req.pool()));
   ASSIGN_OR_RETURN(const std::vector<uint32_t> ids, pool->Allocate(req.count()));
   for (uint32_t id : ids) resp->add_block_ids(id);
   return absl::OkStatus();
 }
 
-absl::Status Daemon::FreeBlocks(const v1::FreeBlocksRequest& req, v1::FreeBlocksResponse*) {
-  RETURN_IF_ERROR(FindSession(req.session_id()).status());
+absl::Status Daemon::FreeBlocks(const CallContext& call, const v1::FreeBlocksRequest& req, v1::FreeBlocksResponse*) {
+  RETURN_IF_ERROR(FindSession(req.session_id(), call).status());
   ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Find(req.pool()));
   return pool->Free({req.block_ids().begin(), req.block_ids().end()});
 }
@@ -400,10 +469,9 @@ absl::StatusOr<Daemon::Side> Daemon::ResolveEndpoint(Session& session,
   }
 }
 
-absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallContext& call,
-                                 v1::SubmitBatchResponse* resp) {
+absl::Status Daemon::SubmitBatch(const CallContext& call, const v1::SubmitBatchRequest& req, v1::SubmitBatchResponse* resp) {
   if (draining_) return absl::UnavailableError("SubmitBatch: the daemon is draining");
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   if (call.cancelled()) return absl::CancelledError("SubmitBatch: call cancelled; nothing queued");
   if (absl::Now() >= call.deadline) {
     return absl::DeadlineExceededError("SubmitBatch: deadline passed; nothing queued");
@@ -437,6 +505,10 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
     spec.heads = AxisRangeFromProto(job.heads());
     spec.layers = AxisRangeFromProto(job.layers());
     spec.token_count = job.token_count();
+    // The plan's memory is charged before it is built, and held until the job ends.
+    absl::StatusOr<Budget::Charge> plan_charge = budgets_->metadata.Take(
+        PlanMemoryBytes(spec, job.pairs_size()), field, session->metadata_account());
+    if (!plan_charge.ok()) return plan_charge.status();
     std::vector<BlockPair> pairs;
     pairs.reserve(job.pairs_size());
     for (const v1::BlockPair& p : job.pairs()) pairs.push_back(BlockPairFromProto(p));
@@ -485,7 +557,9 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
     task->job_id = next_id_++;
     task->backend = backend;
     task->max_sms = static_cast<int>(job.max_sms());
-    task->holds = {src->hold, dst->hold};
+    task->session = session->serial();
+    task->holds = {src->hold, dst->hold,
+                   std::make_shared<Budget::Charge>(*std::move(plan_charge))};
     task->cancelled = std::make_shared<CancelToken>();
     task->deadline = call.deadline;
     if (!options_.fault_fail_jobs_of_client.empty() &&
@@ -560,29 +634,49 @@ absl::Status Daemon::SubmitBatch(const v1::SubmitBatchRequest& req, const CallCo
   return absl::OkStatus();
 }
 
-absl::Status Daemon::Wait(const v1::WaitRequest& req, const CallContext& call,
+absl::Status Daemon::Wait(const CallContext& call, const v1::WaitRequest& req,
                           v1::WaitResponse* resp) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
+  if (req.job_ids_size() > options_.limits.max_wait_ids) {
+    return absl::ResourceExhaustedError(absl::StrCat("job_ids: ", req.job_ids_size(),
+                                                     " ids; at most ", options_.limits.max_wait_ids,
+                                                     " per Wait"));
+  }
+  // The id list and the answer it makes (a JobResult per id) are charged first.
+  ASSIGN_OR_RETURN(Budget::Charge charge,
+                   budgets_->metadata.Take(
+                       static_cast<int64_t>(req.job_ids_size()) *
+                           static_cast<int64_t>(sizeof(uint64_t) + sizeof(v1::JobResult)),
+                       "Wait", session->metadata_account()));
+  RETURN_IF_ERROR(session->BeginWait());
   absl::Time deadline = call.deadline;
   if (req.timeout_seconds() < 0) {
     deadline = absl::Now();  // poll
   } else if (req.timeout_seconds() > 0) {
     deadline = std::min(deadline, absl::Now() + absl::Seconds(req.timeout_seconds()));
   }
-  ASSIGN_OR_RETURN(*resp, session->Wait({req.job_ids().begin(), req.job_ids().end()}, deadline,
-                                        req.until_launched(), call.cancelled));
+  absl::StatusOr<v1::WaitResponse> waited =
+      session->Wait({req.job_ids().begin(), req.job_ids().end()}, deadline, req.until_launched(),
+                    call.cancelled);
+  session->EndWait();
+  if (!waited.ok()) return waited.status();
+  *resp = *std::move(waited);
   return absl::OkStatus();
 }
 
-absl::Status Daemon::CancelJobs(const v1::CancelJobsRequest& req, v1::CancelJobsResponse* resp) {
-  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id()));
-  ASSIGN_OR_RETURN(const std::vector<uint64_t> cancelled,
-                   session->CancelJobs({req.job_ids().begin(), req.job_ids().end()}));
+absl::Status Daemon::CancelJobs(const CallContext& call, const v1::CancelJobsRequest& req,
+                                v1::CancelJobsResponse* resp) {
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
+  std::vector<uint64_t> cancelled, stopping;
+  RETURN_IF_ERROR(
+      session->CancelJobs({req.job_ids().begin(), req.job_ids().end()}, &cancelled, &stopping));
   for (uint64_t id : cancelled) resp->add_cancelled(id);
+  for (uint64_t id : stopping) resp->add_stopping(id);
   return absl::OkStatus();
 }
 
-absl::Status Daemon::GetStats(const v1::GetStatsRequest&, v1::GetStatsResponse* resp) {
+absl::Status Daemon::GetStats(const CallContext&, const v1::GetStatsRequest&,
+                              v1::GetStatsResponse* resp) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     resp->set_sessions(sessions_.size());
@@ -616,12 +710,15 @@ absl::Status Daemon::GetStats(const v1::GetStatsRequest&, v1::GetStatsResponse* 
 
 void Daemon::BeginDrain() { draining_ = true; }
 
-void Daemon::Drain() {
+void Daemon::Drain(absl::Time deadline) {
   if (drained_) return;
+  // The executors drain side by side: each gets the whole time left.
+  std::vector<std::thread> drains;
   for (auto& w : gpu_workers_) {
-    if (w) w->Drain();
+    if (w) drains.emplace_back([&w, deadline] { w->Drain(deadline); });
   }
-  if (cpu_executor_) cpu_executor_->Drain();
+  if (cpu_executor_) drains.emplace_back([this, deadline] { cpu_executor_->Drain(deadline); });
+  for (std::thread& t : drains) t.join();
   drained_ = true;
 }
 

@@ -14,19 +14,17 @@
 
 #include "absl/status/statusor.h"
 #include "kvshuttle/v1/kvshuttle.pb.h"
+#include "server/call_context.h"
 #include "server/daemon_metrics.h"
 #include "server/options.h"
+#include "server/budget.h"
+#include "server/memory/fd_tokens.h"
 #include "server/pool.h"
 #include "server/runtime/gpu_runtime.h"
 #include "server/session.h"
 
 namespace kvshuttle {
 
-// Per-call context the edge passes in: the call's deadline and whether it was cancelled.
-struct CallContext {
-  absl::Time deadline = absl::InfiniteFuture();
-  std::function<bool()> cancelled = [] { return false; };
-};
 
 class Daemon {
  public:
@@ -36,51 +34,56 @@ class Daemon {
                                                         std::unique_ptr<GpuRuntime> gpu);
   ~Daemon();
 
-  absl::Status GetInfo(const v1::GetInfoRequest& req, v1::GetInfoResponse* resp);
-  absl::Status OpenSession(const v1::OpenSessionRequest& req, v1::OpenSessionResponse* resp);
+  absl::Status GetInfo(const CallContext& call, const v1::GetInfoRequest& req, v1::GetInfoResponse* resp);
+  absl::Status OpenSession(const CallContext& call, const v1::OpenSessionRequest& req, v1::OpenSessionResponse* resp);
   // Blocks for the life of the stream: calls `write` for each event; returns when the session
   // closes (OK), the client goes away (the session is then closed) or the daemon drains
   // (UNAVAILABLE). `write` returning false means the client is gone.
-  absl::Status Attach(const v1::AttachRequest& req, const CallContext& call,
-                      const std::function<bool(const v1::SessionEvent&)>& write);
-  absl::Status KeepAlive(const v1::KeepAliveRequest& req, v1::KeepAliveResponse* resp);
-  absl::Status CloseSession(const v1::CloseSessionRequest& req, v1::CloseSessionResponse* resp);
-  absl::Status ListSessions(const v1::ListSessionsRequest& req, v1::ListSessionsResponse* resp);
+  absl::Status Attach(const CallContext& call, const v1::AttachRequest& req, const std::function<bool(const v1::SessionEvent&)>& write);
+  absl::Status KeepAlive(const CallContext& call, const v1::KeepAliveRequest& req, v1::KeepAliveResponse* resp);
+  absl::Status CloseSession(const CallContext& call, const v1::CloseSessionRequest& req, v1::CloseSessionResponse* resp);
+  absl::Status ListSessions(const CallContext& call, const v1::ListSessionsRequest& req, v1::ListSessionsResponse* resp);
 
-  absl::Status RegisterRegion(const v1::RegisterRegionRequest& req,
+  absl::Status CreateFdToken(const CallContext& call, const v1::CreateFdTokenRequest& req,
+                             v1::CreateFdTokenResponse* resp);
+
+  absl::Status RegisterRegion(const CallContext& call, const v1::RegisterRegionRequest& req,
                               v1::RegisterRegionResponse* resp);
-  absl::Status UnregisterRegion(const v1::UnregisterRegionRequest& req,
+  absl::Status UnregisterRegion(const CallContext& call, const v1::UnregisterRegionRequest& req,
                                 v1::UnregisterRegionResponse* resp);
-  absl::Status ListRegions(const v1::ListRegionsRequest& req, v1::ListRegionsResponse* resp);
+  absl::Status ListRegions(const CallContext& call, const v1::ListRegionsRequest& req, v1::ListRegionsResponse* resp);
 
-  absl::Status RegisterBlockSet(const v1::RegisterBlockSetRequest& req,
+  absl::Status RegisterBlockSet(const CallContext& call, const v1::RegisterBlockSetRequest& req,
                                 v1::RegisterBlockSetResponse* resp);
-  absl::Status UnregisterBlockSet(const v1::UnregisterBlockSetRequest& req,
+  absl::Status UnregisterBlockSet(const CallContext& call, const v1::UnregisterBlockSetRequest& req,
                                   v1::UnregisterBlockSetResponse* resp);
-  absl::Status ListBlockSets(const v1::ListBlockSetsRequest& req, v1::ListBlockSetsResponse* resp);
+  absl::Status ListBlockSets(const CallContext& call, const v1::ListBlockSetsRequest& req, v1::ListBlockSetsResponse* resp);
 
-  absl::Status CreatePool(const v1::CreatePoolRequest& req, v1::CreatePoolResponse* resp);
-  absl::Status DestroyPool(const v1::DestroyPoolRequest& req, v1::DestroyPoolResponse* resp);
-  absl::Status ListPools(const v1::ListPoolsRequest& req, v1::ListPoolsResponse* resp);
-  absl::Status AllocateBlocks(const v1::AllocateBlocksRequest& req,
+  absl::Status CreatePool(const CallContext& call, const v1::CreatePoolRequest& req, v1::CreatePoolResponse* resp);
+  absl::Status DestroyPool(const CallContext& call, const v1::DestroyPoolRequest& req, v1::DestroyPoolResponse* resp);
+  absl::Status ListPools(const CallContext& call, const v1::ListPoolsRequest& req, v1::ListPoolsResponse* resp);
+  absl::Status AllocateBlocks(const CallContext& call, const v1::AllocateBlocksRequest& req,
                               v1::AllocateBlocksResponse* resp);
-  absl::Status FreeBlocks(const v1::FreeBlocksRequest& req, v1::FreeBlocksResponse* resp);
+  absl::Status FreeBlocks(const CallContext& call, const v1::FreeBlocksRequest& req, v1::FreeBlocksResponse* resp);
 
-  absl::Status SubmitBatch(const v1::SubmitBatchRequest& req, const CallContext& call,
-                           v1::SubmitBatchResponse* resp);
-  absl::Status Wait(const v1::WaitRequest& req, const CallContext& call, v1::WaitResponse* resp);
-  absl::Status CancelJobs(const v1::CancelJobsRequest& req, v1::CancelJobsResponse* resp);
-  absl::Status GetStats(const v1::GetStatsRequest& req, v1::GetStatsResponse* resp);
+  absl::Status SubmitBatch(const CallContext& call, const v1::SubmitBatchRequest& req, v1::SubmitBatchResponse* resp);
+  absl::Status Wait(const CallContext& call, const v1::WaitRequest& req, v1::WaitResponse* resp);
+  absl::Status CancelJobs(const CallContext& call, const v1::CancelJobsRequest& req, v1::CancelJobsResponse* resp);
+  absl::Status GetStats(const CallContext& call, const v1::GetStatsRequest& req, v1::GetStatsResponse* resp);
 
   // Drain, step 1: refuse new sessions and jobs (UNAVAILABLE). Step 2 (Drain): run everything
-  // queued and in flight to completion, then end Attach streams with UNAVAILABLE.
+  // queued and in flight until `deadline`, then cancel what is still queued and stop running
+  // jobs at their next chunk boundary; then end Attach streams with UNAVAILABLE.
   void BeginDrain();
-  void Drain();
+  void Drain(absl::Time deadline = absl::InfiniteFuture());
   bool draining() const { return draining_.load(); }
 
   // Listen address reported by GetInfo. Set by main before the server starts: RPC threads read
   // it without a lock.
   void set_listen_address(std::string address) { listen_address_ = std::move(address); }
+  // The descriptor tokens the side channel (server/memory/fd_channel.h) delivers to.
+  FdTokens& fd_tokens() { return fd_tokens_; }
+  const BudgetSet& budgets() const { return *budgets_; }
 
   // The daemon's metrics (main serves metrics().registry() over HTTP; the service edge
   // observes RPCs). Snapshot: the state behind the scrape-time gauges (daemon_state.cc).
@@ -91,7 +94,10 @@ class Daemon {
   struct Side;  // a resolved job endpoint (daemon.cc)
 
   Daemon(const DaemonOptions& options, std::unique_ptr<GpuRuntime> gpu);
-  absl::StatusOr<std::shared_ptr<Session>> FindSession(const std::string& id) const;
+  // The session `id` if `call`'s caller may use it (Session::UsableBy); NOT_FOUND otherwise,
+  // exactly as for ids that never existed.
+  absl::StatusOr<std::shared_ptr<Session>> FindSession(const std::string& id,
+                                                       const CallContext& call) const;
   absl::StatusOr<Side> ResolveEndpoint(Session& session, const v1::Endpoint& endpoint) const;
   void ReaperLoop();
   void CloseAndForget(const std::shared_ptr<Session>& session);
@@ -101,6 +107,8 @@ class Daemon {
   // Declared before the executors: outlives the completions that update it.
   const std::unique_ptr<DaemonMetrics> metrics_ = std::make_unique<DaemonMetrics>();
   std::unique_ptr<GpuRuntime> gpu_;
+  const std::unique_ptr<BudgetSet> budgets_;  // before pools_, which charges it
+  FdTokens fd_tokens_;
   std::vector<std::unique_ptr<Executor>> gpu_workers_;  // index = GPU ordinal
   std::unique_ptr<Executor> cpu_executor_;
   PoolTable pools_;
@@ -109,6 +117,7 @@ class Daemon {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Session>> sessions_;
   std::atomic<uint64_t> next_id_{1};
+  std::atomic<uint64_t> next_session_serial_{1};
   std::atomic<bool> draining_{false};
   std::atomic<bool> drained_{false};
   std::atomic<bool> stop_reaper_{false};

@@ -18,7 +18,8 @@
 #include <grpc/support/log.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/resource_quota.h>
+#include <grpcpp/server_posix.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -30,11 +31,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/daemon.h"
-#include "server/listener.h"
+#include "server/health_service.h"
+#include "server/memory/fd_channel.h"
+#include "server/net/connections.h"
+#include "server/net/listener.h"
 #include "server/ops/build_info.h"
 #include "server/ops/config.h"
 #include "server/ops/http_server.h"
 #include "server/ops/logging.h"
+#include "server/ops/process_stats.h"
 #include "server/ops/sd_notify.h"
 #include "server/service.h"
 #include "server/tcp_security.h"
@@ -69,6 +74,42 @@ ABSL_FLAG(int, max_jobs_per_batch, 4096, "jobs per SubmitBatch");
 ABSL_FLAG(int, max_pairs_per_job, 65536, "block pairs per job");
 ABSL_FLAG(int, queue_capacity, 8192, "queued jobs per executor (full: RESOURCE_EXHAUSTED)");
 ABSL_FLAG(int, max_message_mib, 64, "largest gRPC message, MiB");
+ABSL_FLAG(int, max_sessions_per_client, 64,
+          "sessions one client may hold: one uid on the unix socket, one host over TCP");
+ABSL_FLAG(int, max_waits_per_session, 16, "Wait calls of one session blocked at once");
+ABSL_FLAG(int, max_wait_ids, 65536, "job ids one Wait may name");
+ABSL_FLAG(int, session_queue_capacity, 2048,
+          "queued jobs of one session per executor (sessions are served in turn)");
+ABSL_FLAG(int, max_connections, 1024, "unix-socket connections open at once");
+ABSL_FLAG(int, max_connections_per_uid, 128, "unix-socket connections of one uid open at once");
+ABSL_FLAG(int, connection_idle_seconds, 600,
+          "close a gRPC connection with no call for this long (clients reconnect by themselves)");
+ABSL_FLAG(int, keepalive_seconds, 60,
+          "HTTP/2 keepalive ping interval of quiet connections (a peer that does not answer "
+          "within 20 s is dropped)");
+ABSL_FLAG(int, grpc_memory_mib, 512,
+          "memory gRPC may use for the buffers of all connections together; a message that "
+          "would exceed it (one over --max_message_mib included) is refused when it reaches it");
+ABSL_FLAG(int, max_rpc_threads, 512, "threads serving calls at once");
+ABSL_FLAG(int64_t, metadata_budget_mib, 0,
+          "daemon memory for request-made metadata (block-set tables, plans, pool metadata, "
+          "Wait lists); 0: RAM/8, at most 8192");
+ABSL_FLAG(int64_t, session_metadata_budget_mib, 0,
+          "the share one session may take of --metadata_budget_mib; 0: a quarter of it");
+ABSL_FLAG(int64_t, maps_budget, 0,
+          "memory mappings of host regions, all sessions; 0: vm.max_map_count / 2");
+ABSL_FLAG(int64_t, session_maps_budget, 0,
+          "memory mappings of one session's host regions; 0: an eighth of --maps_budget");
+ABSL_FLAG(double, pool_device_fraction, 0.5,
+          "device pools of one GPU may take at most this fraction of its memory");
+ABSL_FLAG(double, pool_host_fraction, 0.25,
+          "pinned host pools may take at most this fraction of the machine's RAM");
+ABSL_FLAG(std::string, fd_socket, "auto",
+          "descriptor side channel (memfd host memory): a unix socket path, auto (the --listen "
+          "path + \".fds\"), or empty for none");
+ABSL_FLAG(std::string, shm_trust_group, "",
+          "named shm objects of this group may be lent by any client; otherwise only the "
+          "object's owner may lend it (group name or gid; empty: none)");
 ABSL_FLAG(int, malloc_arena_max, 2,
           "glibc malloc arenas (mallopt M_ARENA_MAX); bounds the memory freed by gRPC's many "
           "threads but kept in per-thread arenas; 0: glibc's default (8 per core)");
@@ -123,6 +164,45 @@ absl::Status FlagError(const Origins& origins, absl::string_view flag, absl::str
   }
   return absl::InvalidArgumentError(
       absl::StrCat("--", flag, "=\"", value, "\"", origin, ": ", problem));
+}
+
+// The budgets of DaemonOptions from their flags, deriving the 0s from the machine.
+absl::Status ResolveBudgets(const Origins& origins, DaemonOptions& o) {
+  const MachineFacts machine = ReadMachineFacts();
+  Budgets& b = o.budgets;
+  b.host_ram_bytes = machine.ram_bytes > 0 ? machine.ram_bytes : int64_t{8} << 30;
+  const int64_t metadata_mib = absl::GetFlag(FLAGS_metadata_budget_mib);
+  const int64_t session_metadata_mib = absl::GetFlag(FLAGS_session_metadata_budget_mib);
+  const int64_t maps = absl::GetFlag(FLAGS_maps_budget);
+  const int64_t session_maps = absl::GetFlag(FLAGS_session_maps_budget);
+  const std::pair<const char*, int64_t> non_negative[] = {
+      {"metadata_budget_mib", metadata_mib},
+      {"session_metadata_budget_mib", session_metadata_mib},
+      {"maps_budget", maps},
+      {"session_maps_budget", session_maps}};
+  for (const auto& [name, value] : non_negative) {
+    if (value < 0) return FlagError(origins, name, absl::StrCat(value), "must be ≥ 0 (0: derive)");
+  }
+  b.metadata_bytes = metadata_mib > 0 ? metadata_mib << 20
+                                      : std::min<int64_t>(b.host_ram_bytes / 8, int64_t{8} << 30);
+  b.session_metadata_bytes =
+      session_metadata_mib > 0 ? session_metadata_mib << 20 : b.metadata_bytes / 4;
+  const int64_t map_limit = machine.max_map_count > 0 ? machine.max_map_count : 65530;
+  b.maps = maps > 0 ? maps : map_limit / 2;
+  b.session_maps =
+      session_maps > 0 ? session_maps : std::min<int64_t>(b.maps, std::max<int64_t>(1024, b.maps / 8));
+  for (const auto& [name, value] :
+       {std::pair<const char*, double>{"pool_device_fraction",
+                                       absl::GetFlag(FLAGS_pool_device_fraction)},
+        std::pair<const char*, double>{"pool_host_fraction",
+                                       absl::GetFlag(FLAGS_pool_host_fraction)}}) {
+    if (!(value > 0 && value <= 1)) {
+      return FlagError(origins, name, absl::StrCat(value), "must be in (0, 1]");
+    }
+  }
+  b.pool_device_fraction = absl::GetFlag(FLAGS_pool_device_fraction);
+  b.pool_host_fraction = absl::GetFlag(FLAGS_pool_host_fraction);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<DaemonOptions> OptionsFromFlags(const Origins& origins) {
@@ -194,7 +274,28 @@ absl::StatusOr<DaemonOptions> OptionsFromFlags(const Origins& origins) {
   l.max_pairs_per_job = absl::GetFlag(FLAGS_max_pairs_per_job);
   l.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
   l.max_message_bytes = int64_t{absl::GetFlag(FLAGS_max_message_mib)} << 20;
+  l.max_sessions_per_client = absl::GetFlag(FLAGS_max_sessions_per_client);
+  l.max_waits_per_session = absl::GetFlag(FLAGS_max_waits_per_session);
+  l.max_wait_ids = absl::GetFlag(FLAGS_max_wait_ids);
+  l.session_queue_capacity = absl::GetFlag(FLAGS_session_queue_capacity);
+  EdgeLimits& e = o.edge;
+  e.max_connections = absl::GetFlag(FLAGS_max_connections);
+  e.max_connections_per_uid = absl::GetFlag(FLAGS_max_connections_per_uid);
+  e.connection_idle = absl::Seconds(absl::GetFlag(FLAGS_connection_idle_seconds));
+  e.keepalive_time = absl::Seconds(absl::GetFlag(FLAGS_keepalive_seconds));
+  e.grpc_memory_bytes = int64_t{absl::GetFlag(FLAGS_grpc_memory_mib)} << 20;
+  e.max_rpc_threads = absl::GetFlag(FLAGS_max_rpc_threads);
   const std::pair<const char*, int> positive[] = {
+      {"max_sessions_per_client", l.max_sessions_per_client},
+      {"max_waits_per_session", l.max_waits_per_session},
+      {"max_wait_ids", l.max_wait_ids},
+      {"session_queue_capacity", l.session_queue_capacity},
+      {"max_connections", e.max_connections},
+      {"max_connections_per_uid", e.max_connections_per_uid},
+      {"connection_idle_seconds", absl::GetFlag(FLAGS_connection_idle_seconds)},
+      {"keepalive_seconds", absl::GetFlag(FLAGS_keepalive_seconds)},
+      {"grpc_memory_mib", absl::GetFlag(FLAGS_grpc_memory_mib)},
+      {"max_rpc_threads", e.max_rpc_threads},
       {"max_sessions", l.max_sessions},
       {"max_regions_per_session", l.max_regions_per_session},
       {"max_block_sets_per_session", l.max_block_sets_per_session},
@@ -216,6 +317,16 @@ absl::StatusOr<DaemonOptions> OptionsFromFlags(const Origins& origins) {
   if (absl::GetFlag(FLAGS_malloc_arena_max) < 0) {
     return FlagError(origins, "malloc_arena_max", absl::StrCat(absl::GetFlag(FLAGS_malloc_arena_max)),
                      "must be ≥ 0 (0: glibc's default)");
+  }
+  if (absl::Status s = ResolveBudgets(origins, o); !s.ok()) return s;
+  const std::string fd_socket = absl::GetFlag(FLAGS_fd_socket);
+  o.fd_socket = fd_socket == "auto" ? UnixSocketPath(o.listen) + ".fds" : fd_socket;
+  if (const std::string group = absl::GetFlag(FLAGS_shm_trust_group); !group.empty()) {
+    absl::StatusOr<int> gid = ResolveGroup(group);
+    if (!gid.ok()) {
+      return FlagError(origins, "shm_trust_group", group, "neither a group name nor a numeric gid");
+    }
+    o.shm_trust_gid = *gid;
   }
   if (absl::GetFlag(FLAGS_max_message_mib) > 2047) {
     return FlagError(origins, "max_message_mib", absl::StrCat(absl::GetFlag(FLAGS_max_message_mib)),
@@ -303,13 +414,11 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
 
   // Set before the server starts: RPC threads read it (GetInfo) as soon as it accepts.
   (*daemon)->set_listen_address("unix:" + socket_path);
-  ShuttleService service(**daemon);
-  grpc::EnableDefaultHealthCheckService(true);
+  ConnectionTable connections;
+  ShuttleService service(**daemon, connections);
+  HealthService health({std::string(kvshuttle::v1::Shuttle::service_full_name())});
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  // Bound under a private name and published once its mode and group are set (PublishSocket).
-  const std::string bound_path = StagingSocketPath(socket_path, ::getpid());
-  builder.AddListeningPort("unix:" + bound_path, grpc::InsecureServerCredentials());
   int tcp_port = 0;  // the bound port, once started
   if (!options.tcp_listen.empty()) {
     absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
@@ -321,22 +430,69 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
     builder.AddListeningPort(options.tcp_listen, *credentials, &tcp_port);
   }
   builder.RegisterService(&service);
+  builder.RegisterService(&health);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.limits.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.limits.max_message_bytes));
-  const mode_t old_umask = umask(0777 & ~options.socket_mode);
+  // Connection hygiene: idle connections are closed (clients reconnect by themselves), quiet
+  // ones are pinged, and gRPC's buffers of all connections together are bounded — a message
+  // over the cap is refused when the buffers reach the bound instead of being read whole.
+  const EdgeLimits& edge = options.edge;
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(edge.connection_idle)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(edge.keepalive_time)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(edge.keepalive_timeout)));
+  grpc::ResourceQuota quota("kvshuttled");
+  quota.Resize(static_cast<size_t>(edge.grpc_memory_bytes));
+  quota.SetMaxThreads(edge.max_rpc_threads);
+  builder.SetResourceQuota(quota);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  umask(old_umask);
   if (server == nullptr) {
-    LogError(absl::StrCat("cannot listen on ", options.listen,
-                          options.tcp_listen.empty() ? "" : " / ", options.tcp_listen));
+    LogError(absl::StrCat("cannot start the gRPC server",
+                          options.tcp_listen.empty() ? "" : " on ", options.tcp_listen));
     return 1;
   }
+  // The unix socket is ours: accepted connections are handed to gRPC with their peer's
+  // credentials recorded (server/net/connections.h). Bound under a private name and published
+  // once its mode and group are set (PublishSocket).
+  const std::string bound_path = StagingSocketPath(socket_path, ::getpid());
+  const mode_t old_umask = umask(0777 & ~options.socket_mode);
+  absl::StatusOr<int> listen_fd = BindUnixSocket(bound_path);
+  umask(old_umask);
+  if (!listen_fd.ok()) {
+    LogError(absl::StrCat("cannot listen on ", options.listen, ": ", listen_fd.status().message()));
+    server->Shutdown();
+    return 1;
+  }
+  grpc::Server* raw_server = server.get();
+  UnixAcceptor acceptor(*listen_fd,
+                        ConnectionLimits{edge.max_connections, edge.max_connections_per_uid},
+                        connections,
+                        [raw_server](int fd) { grpc::AddInsecureChannelFromFd(raw_server, fd); });
   if (absl::Status s =
           PublishSocket(bound_path, socket_path, options.socket_mode, options.socket_gid);
       !s.ok()) {
     LogError(s.message());
+    acceptor.Stop();
     server->Shutdown();
     return 1;
+  }
+  std::unique_ptr<FdChannel> fd_channel;
+  if (!options.fd_socket.empty()) {
+    absl::Status prepared = PrepareSocketPath(options.fd_socket);
+    absl::StatusOr<std::unique_ptr<FdChannel>> started =
+        prepared.ok() ? FdChannel::Start(options.fd_socket, options.socket_mode,
+                                         options.socket_gid, (*daemon)->fd_tokens())
+                      : absl::StatusOr<std::unique_ptr<FdChannel>>(prepared);
+    if (!started.ok()) {
+      LogError(absl::StrCat("--fd_socket: ", started.status().message()));
+      acceptor.Stop();
+      server->Shutdown();
+      unlink(socket_path.c_str());
+      return 1;
+    }
+    fd_channel = *std::move(started);
   }
   // The TCP address as bound (port 0 in --tcp picks a free port).
   const std::string tcp_bound =
@@ -344,9 +500,7 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
           ? std::string()
           : absl::StrCat(options.tcp_listen.substr(0, options.tcp_listen.rfind(':')), ":",
                          tcp_port);
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  health->SetServingStatus(true);
-  health->SetServingStatus(kvshuttle::v1::Shuttle::service_full_name(), true);
+  health.SetServing(true);
   metrics.set_serving(true);
 
   int gpus = 0;
@@ -377,7 +531,7 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
     Daemon* raw = daemon->get();
     watchdog = std::make_unique<Watchdog>(notifier, **watchdog_interval, [raw] {
       v1::GetStatsResponse stats;
-      return raw->GetStats(v1::GetStatsRequest(), &stats).ok();
+      return raw->GetStats(CallContext{}, v1::GetStatsRequest(), &stats).ok();
     });
   }
 
@@ -387,17 +541,22 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
   Notify(notifier, absl::StrCat("STOPPING=1\nSTATUS=draining (",
                                 sig == SIGTERM ? "SIGTERM" : "SIGINT", ")"));
   metrics.set_serving(false);
-  health->SetServingStatus(false);  // every service, kvshuttle.v1.Shuttle included
+  health.SetServing(false);  // every service, kvshuttle.v1.Shuttle included
   (*daemon)->BeginDrain();
-  std::thread drain([&] { (*daemon)->Drain(); });
-  drain.join();
-  server->Shutdown(std::chrono::system_clock::now() +
-                   absl::ToChronoMilliseconds(options.drain_timeout));
+  // Everything below ends within drain_timeout + 1 s: queued and running jobs get the drain
+  // timeout, then are cancelled or stopped at a chunk boundary; streams and calls left get 1 s.
+  const absl::Time drain_deadline = absl::Now() + options.drain_timeout;
+  (*daemon)->Drain(drain_deadline);
+  acceptor.Stop();
+  fd_channel.reset();
+  health.Shutdown();
+  server->Shutdown(absl::ToChronoTime(std::max(absl::Now(), drain_deadline) + absl::Milliseconds(500)));
+  unlink(socket_path.c_str());
+  ::close(*listen_fd);
   watchdog.reset();
   metrics_server.reset();  // its handler reads the daemon
   server.reset();          // joins the RPC threads, which call into the daemon
   daemon->reset();
-  unlink(socket_path.c_str());
   LogInfo("stopped");
   return 0;
 }

@@ -39,12 +39,13 @@ absl::Status CheckPoolName(const std::string& name) {
 }  // namespace
 
 Pool::Pool(std::string name, LayoutDesc layout, int64_t num_blocks, std::string gpu_uuid,
-           std::shared_ptr<Memory> memory)
+           std::shared_ptr<Memory> memory, std::vector<Budget::Charge> charges)
     : name_(std::move(name)),
       layout_(layout),
       num_blocks_(num_blocks),
       gpu_uuid_(std::move(gpu_uuid)),
       memory_(std::move(memory)),
+      charges_(std::move(charges)),
       in_use_(static_cast<size_t>(num_blocks), false) {
   const int64_t slots = AddressesPerBlock(layout_.kind, layout_.shape);
   const int64_t slot_bytes = BytesPerAddress(layout_.kind, layout_.shape, DTypeSize(layout_.dtype));
@@ -59,9 +60,18 @@ Placement Pool::placement() const {
   return Placement{memory_->place(), memory_->device(), memory_->gpu_visible()};
 }
 
+int64_t Pool::MetadataBytes(int64_t num_blocks) {
+  // One 8-byte address and one 4-byte segment per block, one bit of allocation state.
+  return num_blocks * 12 + (num_blocks + 7) / 8;
+}
+
 absl::StatusOr<std::vector<uint32_t>> Pool::Allocate(int64_t count) {
+  if (count < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("count: ", count, " is outside [1, ", num_blocks_, "]"));
+  }
   std::lock_guard<std::mutex> lock(mu_);
-  if (count < 1 || count > num_blocks_ - used_) {
+  if (count > num_blocks_ - used_) {
     return absl::ResourceExhaustedError(absl::StrCat("pool ", name_, ": count ", count,
                                                      " blocks requested, ", num_blocks_ - used_,
                                                      " of ", num_blocks_, " free"));
@@ -113,6 +123,19 @@ v1::Pool Pool::ToProto() const {
   return p;
 }
 
+std::unique_ptr<BudgetSet> MakeBudgetSet(const Budgets& b, const GpuRuntime& gpu) {
+  std::vector<BudgetSet::Device> devices;
+  for (const GpuDeviceInfo& d : gpu.devices()) {
+    devices.push_back({d.ordinal, d.uuid,
+                       static_cast<int64_t>(b.pool_device_fraction *
+                                            static_cast<double>(d.total_memory))});
+  }
+  const int64_t host =
+      static_cast<int64_t>(b.pool_host_fraction * static_cast<double>(b.host_ram_bytes));
+  return std::make_unique<BudgetSet>(b.metadata_bytes, b.session_metadata_bytes, b.maps,
+                                     b.session_maps, host, devices);
+}
+
 absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequest& request) {
   RETURN_IF_ERROR(CheckPoolName(request.name()));
   ASSIGN_OR_RETURN(const LayoutDesc layout, LayoutFromProto(request.layout(), "layout"));
@@ -151,6 +174,12 @@ absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequ
   }
   std::shared_ptr<Memory> memory;
   std::string uuid;
+  std::vector<Budget::Charge> charges;
+  const std::string what = absl::StrCat("pool ", Quoted(request.name()));
+  ASSIGN_OR_RETURN(Budget::Charge metadata,
+                   budgets_.metadata.Take(Pool::MetadataBytes(request.num_blocks()),
+                                          absl::StrCat(what, " metadata")));
+  charges.push_back(std::move(metadata));
   switch (request.memory()) {
     case v1::MEMORY_DEVICE: {
       if (gpu_.devices().empty()) {
@@ -162,10 +191,21 @@ absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequ
         ASSIGN_OR_RETURN(ordinal, gpu_.OrdinalOf(request.gpu_uuid()));
         uuid = request.gpu_uuid();
       }
+      Budget* budget = budgets_.PoolDevice(ordinal);
+      if (budget == nullptr) {
+        return absl::FailedPreconditionError(absl::StrCat("gpu_uuid: ", uuid, " has no pool budget"));
+      }
+      ASSIGN_OR_RETURN(Budget::Charge charge,
+                       budget->Take(static_cast<int64_t>(bytes), absl::StrCat(what, " memory")));
+      charges.push_back(std::move(charge));
       ASSIGN_OR_RETURN(memory, gpu_.AllocateDevice(ordinal, bytes));
       break;
     }
     case v1::MEMORY_HOST: {
+      ASSIGN_OR_RETURN(Budget::Charge charge,
+                       budgets_.pool_host.Take(static_cast<int64_t>(bytes),
+                                               absl::StrCat(what, " memory")));
+      charges.push_back(std::move(charge));
       ASSIGN_OR_RETURN(memory, gpu_.AllocateHost(bytes));
       break;
     }
@@ -175,7 +215,7 @@ absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequ
           " is not a memory kind; allowed: MEMORY_DEVICE (1), MEMORY_HOST (2)"));
   }
   auto pool = std::make_shared<Pool>(request.name(), layout, request.num_blocks(), uuid,
-                                     std::move(memory));
+                                     std::move(memory), std::move(charges));
   std::lock_guard<std::mutex> lock(mu_);
   if (!pools_.emplace(request.name(), pool).second) {
     return absl::AlreadyExistsError(absl::StrCat("name: pool \"", request.name(),

@@ -13,14 +13,17 @@
 #include "core/layout.h"
 #include "kvshuttle/v1/kvshuttle.pb.h"
 #include "server/block_set.h"
+#include "server/budget.h"
+#include "server/options.h"
 #include "server/runtime/gpu_runtime.h"
 
 namespace kvshuttle {
 
 class Pool {
  public:
+  // `charges`: the pool's memory and metadata budget receipts, returned when it goes.
   Pool(std::string name, LayoutDesc layout, int64_t num_blocks, std::string gpu_uuid,
-       std::shared_ptr<Memory> memory);
+       std::shared_ptr<Memory> memory, std::vector<Budget::Charge> charges = {});
 
   const std::string& name() const { return name_; }
   const LayoutDesc& layout() const { return layout_; }
@@ -32,7 +35,11 @@ class Pool {
   Placement placement() const;
   const std::shared_ptr<Memory>& memory() const { return memory_; }
 
-  // Allocates `count` free blocks (lowest ids first); RESOURCE_EXHAUSTED when fewer are free.
+  // Daemon memory the pool's metadata takes (address table, segments, allocation bits).
+  static int64_t MetadataBytes(int64_t num_blocks);
+
+  // Allocates `count` free blocks (lowest ids first); INVALID_ARGUMENT for count < 1,
+  // RESOURCE_EXHAUSTED when fewer are free.
   absl::StatusOr<std::vector<uint32_t>> Allocate(int64_t count);
   // Frees blocks; OUT_OF_RANGE for ids ≥ num_blocks, FAILED_PRECONDITION for blocks that are
   // not allocated (nothing is freed then).
@@ -47,20 +54,27 @@ class Pool {
   const std::shared_ptr<Memory> memory_;
   std::vector<uint64_t> addresses_;
   std::vector<uint32_t> segments_;
+  std::vector<Budget::Charge> charges_;
   mutable std::mutex mu_;
   std::vector<bool> in_use_;
   int64_t used_ = 0;
 };
 
+// The budgets of `options` over the GPUs of `gpu` (pool fractions of each GPU's memory and of
+// the machine's RAM resolved to bytes).
+std::unique_ptr<BudgetSet> MakeBudgetSet(const Budgets& options, const GpuRuntime& gpu);
+
 // The daemon's pools by name.
 class PoolTable {
  public:
-  PoolTable(GpuRuntime& gpu, int max_pools) : gpu_(gpu), max_pools_(max_pools) {}
+  PoolTable(GpuRuntime& gpu, int max_pools, BudgetSet& budgets)
+      : gpu_(gpu), max_pools_(max_pools), budgets_(budgets) {}
 
   // Validates and allocates. INVALID_ARGUMENT for a bad name/layout (a block stack included:
   // pools are universal or operational)/num_blocks/memory kind;
-  // ALREADY_EXISTS for a taken name; RESOURCE_EXHAUSTED over max_pools or out of memory;
-  // FAILED_PRECONDITION for device memory without a GPU or an unknown gpu_uuid.
+  // ALREADY_EXISTS for a taken name; RESOURCE_EXHAUSTED over max_pools, over the pool memory
+  // budget of its place (checked before allocating), over the metadata budget, or out of
+  // memory; FAILED_PRECONDITION for device memory without a GPU or an unknown gpu_uuid.
   absl::StatusOr<std::shared_ptr<Pool>> Create(const v1::CreatePoolRequest& request);
   // Removes the name; the memory goes when the last in-flight job using it finishes.
   absl::Status Destroy(const std::string& name);
@@ -71,6 +85,7 @@ class PoolTable {
  private:
   GpuRuntime& gpu_;
   const int max_pools_;
+  BudgetSet& budgets_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Pool>> pools_;
 };

@@ -9,13 +9,18 @@
 namespace kvshuttle {
 namespace {
 
-CallContext ContextOf(grpc::ServerContext* ctx) {
+// The call's deadline, cancellation and caller; UNAVAILABLE when its connection is gone.
+absl::StatusOr<CallContext> ContextOf(grpc::ServerContext* ctx,
+                                      const ConnectionTable& connections) {
   CallContext call;
   const auto deadline = ctx->deadline();
   if (deadline != std::chrono::system_clock::time_point::max()) {
     call.deadline = absl::FromChrono(deadline);
   }
   call.cancelled = [ctx] { return ctx->IsCancelled(); };
+  absl::StatusOr<PeerIdentity> peer = connections.Resolve(ctx->peer());
+  if (!peer.ok()) return peer.status();
+  call.peer = *std::move(peer);
   return call;
 }
 
@@ -36,11 +41,14 @@ grpc::Status Finish(Daemon& daemon, const char* method, absl::Time start,
 
 }  // namespace
 
-#define KVS_UNARY(Method)                                                               \
-  grpc::Status ShuttleService::Method(grpc::ServerContext*, const v1::Method##Request* req, \
-                                      v1::Method##Response* resp) {                     \
-    const absl::Time start = absl::Now();                                               \
-    return Finish(daemon_, #Method, start, daemon_.Method(*req, resp));                 \
+#define KVS_UNARY(Method)                                                                \
+  grpc::Status ShuttleService::Method(grpc::ServerContext* ctx,                          \
+                                      const v1::Method##Request* req,                    \
+                                      v1::Method##Response* resp) {                      \
+    const absl::Time start = absl::Now();                                                \
+    absl::StatusOr<CallContext> call = ContextOf(ctx, connections_);                     \
+    return Finish(daemon_, #Method, start,                                               \
+                  call.ok() ? daemon_.Method(*call, *req, resp) : call.status());        \
   }
 
 KVS_UNARY(GetInfo)
@@ -48,6 +56,7 @@ KVS_UNARY(OpenSession)
 KVS_UNARY(KeepAlive)
 KVS_UNARY(CloseSession)
 KVS_UNARY(ListSessions)
+KVS_UNARY(CreateFdToken)
 KVS_UNARY(RegisterRegion)
 KVS_UNARY(UnregisterRegion)
 KVS_UNARY(ListRegions)
@@ -59,28 +68,19 @@ KVS_UNARY(DestroyPool)
 KVS_UNARY(ListPools)
 KVS_UNARY(AllocateBlocks)
 KVS_UNARY(FreeBlocks)
+KVS_UNARY(SubmitBatch)
+KVS_UNARY(Wait)
 KVS_UNARY(CancelJobs)
 KVS_UNARY(GetStats)
 #undef KVS_UNARY
 
-grpc::Status ShuttleService::SubmitBatch(grpc::ServerContext* ctx,
-                                         const v1::SubmitBatchRequest* req,
-                                         v1::SubmitBatchResponse* resp) {
-  const absl::Time start = absl::Now();
-  return Finish(daemon_, "SubmitBatch", start, daemon_.SubmitBatch(*req, ContextOf(ctx), resp));
-}
-
-grpc::Status ShuttleService::Wait(grpc::ServerContext* ctx, const v1::WaitRequest* req,
-                                  v1::WaitResponse* resp) {
-  const absl::Time start = absl::Now();
-  return Finish(daemon_, "Wait", start, daemon_.Wait(*req, ContextOf(ctx), resp));
-}
-
 grpc::Status ShuttleService::Attach(grpc::ServerContext* ctx, const v1::AttachRequest* req,
                                     grpc::ServerWriter<v1::SessionEvent>* writer) {
   const absl::Time start = absl::Now();
+  absl::StatusOr<CallContext> call = ContextOf(ctx, connections_);
+  if (!call.ok()) return Finish(daemon_, "Attach", start, call.status());
   return Finish(daemon_, "Attach", start,
-                daemon_.Attach(*req, ContextOf(ctx),
+                daemon_.Attach(*call, *req,
                                [writer](const v1::SessionEvent& e) { return writer->Write(e); }));
 }
 

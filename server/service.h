@@ -4,12 +4,15 @@
 
 #include "kvshuttle/v1/kvshuttle.grpc.pb.h"
 #include "server/daemon.h"
+#include "server/net/connections.h"
 
 namespace kvshuttle {
 
 class ShuttleService final : public v1::Shuttle::Service {
  public:
-  explicit ShuttleService(Daemon& daemon) : daemon_(daemon) {}
+  // `connections` names the callers of unix-socket connections (server/net/connections.h).
+  ShuttleService(Daemon& daemon, const ConnectionTable& connections)
+      : daemon_(daemon), connections_(connections) {}
 
   grpc::Status GetInfo(grpc::ServerContext*, const v1::GetInfoRequest*,
                        v1::GetInfoResponse*) override;
@@ -23,6 +26,8 @@ class ShuttleService final : public v1::Shuttle::Service {
                             v1::CloseSessionResponse*) override;
   grpc::Status ListSessions(grpc::ServerContext*, const v1::ListSessionsRequest*,
                             v1::ListSessionsResponse*) override;
+  grpc::Status CreateFdToken(grpc::ServerContext*, const v1::CreateFdTokenRequest*,
+                             v1::CreateFdTokenResponse*) override;
   grpc::Status RegisterRegion(grpc::ServerContext*, const v1::RegisterRegionRequest*,
                               v1::RegisterRegionResponse*) override;
   grpc::Status UnregisterRegion(grpc::ServerContext*, const v1::UnregisterRegionRequest*,
@@ -55,6 +60,7 @@ class ShuttleService final : public v1::Shuttle::Service {
 
  private:
   Daemon& daemon_;
+  const ConnectionTable& connections_;
 };
 
 }  // namespace kvshuttle

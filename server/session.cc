@@ -61,6 +61,15 @@ absl::StatusOr<bool> Session::RemoveRegion(uint64_t id) {
   std::weak_ptr<Memory> weak = it->second.memory;
   regions_.erase(it);
   released_regions_.emplace(id, weak);
+  released_order_.push_back(id);
+  // Forget the oldest released ids whose memory is gone (bounded: 50k register/unregister
+  // cycles must not grow the daemon).
+  while (released_order_.size() > kReleasedRegionMemory) {
+    auto oldest = released_regions_.find(released_order_.front());
+    if (oldest != released_regions_.end() && !oldest->second.expired()) break;  // still in use
+    if (oldest != released_regions_.end()) released_regions_.erase(oldest);
+    released_order_.pop_front();
+  }
   return !weak.expired();
 }
 
@@ -207,21 +216,39 @@ void Session::EvictHistoryLocked() {
   }
 }
 
-absl::StatusOr<std::vector<uint64_t>> Session::CancelJobs(const std::vector<uint64_t>& ids) {
+absl::Status Session::CancelJobs(const std::vector<uint64_t>& ids,
+                                std::vector<uint64_t>* cancelled,
+                                std::vector<uint64_t>* stopping) {
   std::lock_guard<std::mutex> lock(mu_);
   for (uint64_t id : ids) {
     if (jobs_.count(id) == 0) {
       return absl::NotFoundError(absl::StrCat("job_ids: ", id, " is not a job of this session"));
     }
   }
-  std::vector<uint64_t> cancelled;
   for (uint64_t id : ids) {
     JobRecord& job = jobs_.at(id);
-    if (job.result.state() == v1::JOB_QUEUED && job.cancelled->Cancel()) {
-      cancelled.push_back(id);
-    }
+    if (job.result.state() != v1::JOB_QUEUED) continue;  // finished: nothing to do
+    const bool was_started = job.cancelled->started();
+    if (!job.cancelled->CancelOrStop()) continue;
+    (was_started || job.cancelled->started() ? stopping : cancelled)->push_back(id);
   }
-  return cancelled;
+  return absl::OkStatus();
+}
+
+absl::Status Session::BeginWait() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (waits_ >= limits_.max_waits_per_session) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "Wait: the session has ", waits_, " of at most ", limits_.max_waits_per_session,
+        " Wait calls blocked; wait for more jobs in one call, or use the Attach stream"));
+  }
+  ++waits_;
+  return absl::OkStatus();
+}
+
+void Session::EndWait() {
+  std::lock_guard<std::mutex> lock(mu_);
+  --waits_;
 }
 
 absl::StatusOr<v1::WaitResponse> Session::Wait(const std::vector<uint64_t>& ids,
@@ -310,8 +337,9 @@ void Session::Close() {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return;
     closed_ = true;
+    // Queued jobs are dropped; running ones stop at their next chunk boundary.
     for (auto& [id, job] : jobs_) {
-      if (job.result.state() == v1::JOB_QUEUED) job.cancelled->Cancel();
+      if (job.result.state() == v1::JOB_QUEUED) job.cancelled->CancelOrStop();
     }
     regions.swap(regions_);
     block_sets.swap(block_sets_);

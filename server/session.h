@@ -16,6 +16,8 @@
 #include "absl/time/time.h"
 #include "kvshuttle/v1/kvshuttle.pb.h"
 #include "server/block_set.h"
+#include "server/budget.h"
+#include "server/net/connections.h"
 #include "server/options.h"
 #include "server/runtime/executor.h"
 
@@ -26,6 +28,10 @@ struct RegionEntry {
   std::shared_ptr<Memory> memory;
 };
 
+// Finished or released ids a session remembers for idempotent repeats (UnregisterRegion of a
+// region already released answers OK for the last this many).
+inline constexpr size_t kReleasedRegionMemory = 4096;
+
 struct JobRecord {
   v1::JobResult result;
   std::shared_ptr<CancelToken> cancelled;
@@ -33,15 +39,35 @@ struct JobRecord {
 
 class Session {
  public:
-  Session(std::string id, std::string client_name, absl::Time lease_deadline, const Limits& limits)
+  // `serial`: a daemon-unique number (fair scheduling, descriptor tokens); `owner`: who opened
+  // it (a session opened over the unix socket is usable only by callers of the same uid).
+  Session(std::string id, uint64_t serial, std::string client_name, PeerIdentity owner,
+          absl::Time lease_deadline, const Limits& limits)
       : id_(std::move(id)),
+        serial_(serial),
         client_name_(std::move(client_name)),
+        owner_(std::move(owner)),
         created_(absl::Now()),
         limits_(limits),
         lease_deadline_(lease_deadline) {}
 
   const std::string& id() const { return id_; }
+  uint64_t serial() const { return serial_; }
   const std::string& client_name() const { return client_name_; }
+  const PeerIdentity& owner() const { return owner_; }
+  // True when `caller` may use this session: the same uid for sessions opened over the unix
+  // socket; TCP sessions (no uid) are usable by any caller holding the id over TCP.
+  bool UsableBy(const PeerIdentity& caller) const {
+    return owner_.local ? caller.local && caller.uid == owner_.uid : !caller.local;
+  }
+  // This session's use of the daemon's budgets (see Budget::Take).
+  const std::shared_ptr<Budget::Account>& metadata_account() const { return metadata_account_; }
+  const std::shared_ptr<Budget::Account>& maps_account() const { return maps_account_; }
+
+  // Wait calls blocked at once: BeginWait is RESOURCE_EXHAUSTED over max_waits_per_session;
+  // every successful BeginWait is paired with EndWait.
+  absl::Status BeginWait();
+  void EndWait();
 
   // Regions. AddRegion: RESOURCE_EXHAUSTED over the quota, ALREADY_EXISTS for a taken name,
   // FAILED_PRECONDITION when closed.
@@ -67,8 +93,10 @@ class Session {
   void CompleteJob(const v1::JobResult& result);
   // Notes that a job's copies are on its GPU stream (JobResult.launched) and wakes waiters.
   void MarkLaunched(uint64_t id);
-  // Cancels queued jobs among `ids`; NOT_FOUND for an id that is not this session's.
-  absl::StatusOr<std::vector<uint64_t>> CancelJobs(const std::vector<uint64_t>& ids);
+  // Cancels queued jobs among `ids` (into `cancelled`) and asks running ones to stop at their
+  // next chunk boundary (into `stopping`); NOT_FOUND for an id that is not this session's.
+  absl::Status CancelJobs(const std::vector<uint64_t>& ids, std::vector<uint64_t>* cancelled,
+                          std::vector<uint64_t>* stopping);
   // Waits until every job in `ids` finished (or, with `until_launched`, is launched or
   // finished), the deadline passed, the session closed or `cancelled()` returns true.
   // NOT_FOUND for unknown ids. Returns results in `ids` order.
@@ -86,8 +114,9 @@ class Session {
   void Touch(absl::Time lease_deadline);
   bool Expired(absl::Time now) const;
 
-  // Marks the session closed: cancels queued jobs, drops regions and block sets (memory goes
-  // once in-flight jobs finish), wakes waiters. Idempotent.
+  // Marks the session closed: cancels queued jobs and stops running ones at their next chunk
+  // boundary, drops regions and block sets (memory goes once in-flight jobs finish), wakes
+  // waiters. Idempotent.
   void Close();
   bool closed() const;
 
@@ -98,7 +127,11 @@ class Session {
   void EvictHistoryLocked();
 
   const std::string id_;
+  const uint64_t serial_;
   const std::string client_name_;
+  const PeerIdentity owner_;
+  const std::shared_ptr<Budget::Account> metadata_account_ = std::make_shared<Budget::Account>();
+  const std::shared_ptr<Budget::Account> maps_account_ = std::make_shared<Budget::Account>();
   const absl::Time created_;
   const Limits limits_;
 
@@ -108,7 +141,11 @@ class Session {
   bool attached_ = false;
   bool closed_ = false;
   std::map<uint64_t, RegionEntry> regions_;
+  // Regions released by UnregisterRegion: still held by jobs (weak_ptr alive), or remembered
+  // for idempotent repeats (the last kReleasedRegionMemory, oldest first in released_order_).
   std::map<uint64_t, std::weak_ptr<Memory>> released_regions_;
+  std::deque<uint64_t> released_order_;
+  int waits_ = 0;
   std::map<uint64_t, std::shared_ptr<BlockSetRecord>> block_sets_;
   std::map<uint64_t, JobRecord> jobs_;
   std::deque<uint64_t> finished_;  // finished job ids, oldest first (history bound)

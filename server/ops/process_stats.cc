@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <string>
 
@@ -41,6 +42,27 @@ ProcessStats ReadProcessStats() {
     stats.resident_bytes = resident_pages * ::sysconf(_SC_PAGESIZE);
   }
   return stats;
+}
+
+MachineFacts ReadMachineFacts() {
+  MachineFacts facts;
+  if (std::FILE* f = std::fopen("/proc/sys/vm/max_map_count", "r")) {
+    long long value = -1;
+    if (std::fscanf(f, "%lld", &value) == 1) facts.max_map_count = value;
+    std::fclose(f);
+  }
+  if (std::FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      long long kib = 0;
+      if (std::sscanf(line, "MemTotal: %lld kB", &kib) == 1) {
+        facts.ram_bytes = kib * 1024;
+        break;
+      }
+    }
+    std::fclose(f);
+  }
+  return facts;
 }
 
 }  // namespace kvshuttle

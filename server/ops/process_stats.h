@@ -1,5 +1,5 @@
 // Figures about this process read from /proc/self at the time of the call (for the
-// kvshuttle_process_* gauges).
+// kvshuttle_process_* gauges), and the machine facts the budgets are derived from.
 #pragma once
 
 #include <cstdint>
@@ -13,5 +13,13 @@ struct ProcessStats {
 };
 
 ProcessStats ReadProcessStats();
+
+// Facts of the machine the daemon's budgets are derived from (main.cc); -1 when unreadable.
+struct MachineFacts {
+  int64_t max_map_count = -1;  // /proc/sys/vm/max_map_count
+  int64_t ram_bytes = -1;      // MemTotal of /proc/meminfo
+};
+
+MachineFacts ReadMachineFacts();
 
 }  // namespace kvshuttle

@@ -169,9 +169,9 @@ class CudaRuntime : public GpuRuntime {
                                     [data] { LogCudaError(cudaFreeHost(data), "cudaFreeHost"); });
   }
 
-  absl::StatusOr<std::unique_ptr<Executor>> CreateWorker(int ordinal, int capacity) override {
+  absl::StatusOr<std::unique_ptr<Executor>> CreateWorker(int ordinal, QueueLimits limits) override {
     RETURN_IF_ERROR(CheckOrdinal(ordinal));
-    return CreateGpuWorker(ordinal, devices_[ordinal].uuid, capacity);
+    return CreateGpuWorker(ordinal, devices_[ordinal].uuid, limits);
   }
 
  private:

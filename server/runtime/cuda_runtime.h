@@ -19,6 +19,6 @@ absl::StatusOr<std::unique_ptr<GpuRuntime>> CreateCudaRuntime();
 // stream and one Converter on that device, a queue of `capacity` tasks. The caller's current
 // device is preserved.
 absl::StatusOr<std::unique_ptr<Executor>> CreateGpuWorker(int ordinal, const std::string& uuid,
-                                                          int capacity);
+                                                          QueueLimits limits);
 
 }  // namespace kvshuttle

@@ -25,8 +25,10 @@ struct JobOutcome {
   absl::Duration run;                // launch → completion
 };
 
-// Decides once whether a queued job runs: Cancel() (CancelJobs, a closing session) and Start()
-// (the executor, right before launch) race, and exactly one of them wins.
+// Decides once whether a queued job runs, and lets a running one be stopped: Cancel()
+// (CancelJobs, a closing session, a drain past its deadline) and Start() (the executor, right
+// before launch) race, and exactly one of them wins; RequestStop() asks a started job to stop at
+// its next chunk boundary (executors check stop_requested() between slices).
 class CancelToken {
  public:
   explicit CancelToken(bool cancelled = false) : state_(cancelled ? kCancelled : kQueued) {}
@@ -39,13 +41,24 @@ class CancelToken {
   bool Start() {
     int expected = kQueued;
     return state_.compare_exchange_strong(expected, kStarted, std::memory_order_acq_rel) ||
-           expected == kStarted;
+           expected == kStarted || expected == kStopping;
+  }
+  // Cancels a queued job or asks a running one to stop; true when it was queued or running.
+  bool CancelOrStop() {
+    if (Cancel()) return true;
+    int expected = kStarted;
+    return state_.compare_exchange_strong(expected, kStopping, std::memory_order_acq_rel) ||
+           expected == kStopping;
   }
   bool cancelled() const { return state_.load(std::memory_order_acquire) == kCancelled; }
-  bool started() const { return state_.load(std::memory_order_acquire) == kStarted; }
+  bool started() const {
+    const int s = state_.load(std::memory_order_acquire);
+    return s == kStarted || s == kStopping;
+  }
+  bool stop_requested() const { return state_.load(std::memory_order_acquire) == kStopping; }
 
  private:
-  static constexpr int kQueued = 0, kCancelled = 1, kStarted = 2;
+  static constexpr int kQueued = 0, kCancelled = 1, kStarted = 2, kStopping = 3;
   std::atomic<int> state_;
 };
 
@@ -54,7 +67,12 @@ struct JobTask {
   explicit JobTask(TransferPlan p) : plan(std::move(p)) {}
 
   uint64_t job_id = 0;
+  uint64_t session = 0;  // the submitting session's serial: the unit of fair scheduling
   TransferPlan plan;
+  // Sliced execution (CPU executor): how far the copy got, whether it started and when.
+  PlanCursor cursor;
+  bool running = false;
+  absl::Time launched_at;
   Backend backend = Backend::kAuto;
   int max_sms = 0;
   // Keeps the memory of both sides (regions, pools) alive until the task is done.
@@ -88,13 +106,29 @@ class Executor {
   virtual int queue_depth() const = 0;
   virtual int capacity() const = 0;
   virtual uint64_t jobs_done() const = 0;
-  // Stops accepting tasks, runs everything already queued, waits for in-flight work and joins
-  // the thread(s). Idempotent.
-  virtual void Drain() = 0;
+  // Stops accepting tasks and runs everything already queued until `deadline`; then cancels
+  // what is still queued and stops running jobs at their next chunk boundary (they complete
+  // CANCELLED); waits for in-flight work and joins the thread(s). Idempotent.
+  virtual void Drain(absl::Time deadline = absl::InfiniteFuture()) = 0;
 };
 
-// The CPU executor: `threads` threads (≥ 1) running plans with memcpy (ExecutePlanOnHost),
-// queue of `capacity` tasks. Backend reported: kernel (the CPU stands in for the SM kernel).
-std::unique_ptr<Executor> CreateCpuExecutor(int threads, int capacity);
+// Bytes a CPU-executor thread copies of one job before it looks at the queue again (others
+// interleave, a stop request is seen): about a millisecond of memcpy.
+inline constexpr int64_t kCpuSliceBytes = int64_t{4} << 20;
+
+// Queue bounds of one executor: tasks in all, and tasks of one session.
+struct QueueLimits {
+  QueueLimits() = default;
+  // One number: a queue whose sessions may each fill all of it (tests, tools).
+  QueueLimits(int total) : capacity(total), session_capacity(total) {}  // NOLINT: implicit
+  QueueLimits(int total, int per_session) : capacity(total), session_capacity(per_session) {}
+  int capacity = 8192;
+  int session_capacity = 2048;
+};
+
+// The CPU executor: `threads` threads (≥ 1) running plans with memcpy in slices of
+// kCpuSliceBytes (ExecutePlanSliceOnHost) under a SIGBUS guard, sessions served in turn.
+// Backend reported: kernel (the CPU stands in for the SM kernel).
+std::unique_ptr<Executor> CreateCpuExecutor(int threads, QueueLimits limits);
 
 }  // namespace kvshuttle

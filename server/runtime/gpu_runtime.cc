@@ -71,7 +71,7 @@ class NullGpuRuntime : public GpuRuntime {
                                     /*gpu_visible=*/false, [data] { std::free(data); });
   }
 
-  absl::StatusOr<std::unique_ptr<Executor>> CreateWorker(int ordinal, int /*capacity*/) override {
+  absl::StatusOr<std::unique_ptr<Executor>> CreateWorker(int ordinal, QueueLimits /*limits*/) override {
     return NoGpu(absl::StrCat("worker for GPU ", ordinal));
   }
 

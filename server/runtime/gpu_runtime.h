@@ -51,7 +51,7 @@ class GpuRuntime {
   virtual absl::StatusOr<std::shared_ptr<Memory>> AllocateHost(uint64_t bytes) = 0;
 
   // The worker for GPU `ordinal`: one thread, one stream, one Converter, queue of `capacity`.
-  virtual absl::StatusOr<std::unique_ptr<Executor>> CreateWorker(int ordinal, int capacity) = 0;
+  virtual absl::StatusOr<std::unique_ptr<Executor>> CreateWorker(int ordinal, QueueLimits limits) = 0;
 };
 
 // A runtime with no GPUs: OpenIpc/AllocateDevice/CreateWorker fail with FAILED_PRECONDITION

@@ -4,6 +4,7 @@
 // with INTERNAL.
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -79,11 +80,11 @@ class ClientEvent {
 
 class GpuWorker : public QueuedExecutor {
  public:
-  GpuWorker(int ordinal, const std::string& uuid, int capacity)
-      : QueuedExecutor(absl::StrCat("gpu:", uuid), capacity), ordinal_(ordinal) {}
+  GpuWorker(int ordinal, const std::string& uuid, QueueLimits limits)
+      : QueuedExecutor(absl::StrCat("gpu:", uuid), limits), ordinal_(ordinal) {}
 
   ~GpuWorker() override {
-    Drain();
+    Drain(absl::InfiniteFuture());
     int previous = -1;
     const bool restore = cudaGetDevice(&previous) == cudaSuccess;
     cudaSetDevice(ordinal_);
@@ -109,9 +110,14 @@ class GpuWorker : public QueuedExecutor {
     return absl::OkStatus();
   }
 
-  void Drain() override {
+  void Drain(absl::Time deadline) override {
     std::lock_guard<std::mutex> lock(drain_mutex_);
     queue_.Close();
+    {
+      std::unique_lock<std::mutex> exit_lock(exit_mutex_);
+      exited_cv_.wait_until(exit_lock, absl::ToChronoTime(deadline), [this] { return exited_; });
+    }
+    AbortQueued();  // nothing left once the thread exited by itself
     if (thread_.joinable()) thread_.join();
   }
 
@@ -129,12 +135,17 @@ class GpuWorker : public QueuedExecutor {
     if (set != cudaSuccess) MarkSticky(set, "cudaSetDevice in the worker thread");
     while (true) {
       std::vector<std::unique_ptr<JobTask>> batch = queue_.PopBatch(kMaxBatch);
-      if (batch.empty()) return;  // closed and drained
+      if (batch.empty()) break;  // closed and drained
       std::vector<Launched> launched;
       launched.reserve(batch.size());
       for (std::unique_ptr<JobTask>& task : batch) Launch(std::move(task), launched);
       for (Launched& l : launched) FinishLaunched(l);
     }
+    {
+      std::lock_guard<std::mutex> lock(exit_mutex_);
+      exited_ = true;
+    }
+    exited_cv_.notify_all();
   }
 
   // Launches `task` and appends it to `launched`, or completes it right away when it is
@@ -143,6 +154,10 @@ class GpuWorker : public QueuedExecutor {
     const absl::Time launch = absl::Now();
     if (std::optional<JobOutcome> dropped = DropOutcome(*task, launch)) {
       Finish(std::move(task), *dropped);
+      return;
+    }
+    if (aborting() || (task->cancelled != nullptr && task->cancelled->stop_requested())) {
+      Finish(std::move(task), StoppedOutcome(*task, launch));
       return;
     }
     JobOutcome failed;
@@ -237,6 +252,9 @@ class GpuWorker : public QueuedExecutor {
   std::unique_ptr<Converter> converter_;
   cudaStream_t stream_ = nullptr;
   std::thread thread_;
+  std::mutex exit_mutex_;
+  std::condition_variable exited_cv_;
+  bool exited_ = false;
   // Only the worker thread touches these while it runs.
   std::vector<cudaEvent_t> free_events_;
   absl::Status sticky_;
@@ -245,8 +263,8 @@ class GpuWorker : public QueuedExecutor {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Executor>> CreateGpuWorker(int ordinal, const std::string& uuid,
-                                                          int capacity) {
-  auto worker = std::make_unique<GpuWorker>(ordinal, uuid, capacity);
+                                                          QueueLimits limits) {
+  auto worker = std::make_unique<GpuWorker>(ordinal, uuid, limits);
   RETURN_IF_ERROR(worker->Start());
   return worker;
 }

@@ -8,31 +8,97 @@
 
 namespace kvshuttle {
 
-bool TaskQueue::PushAll(std::vector<std::unique_ptr<JobTask>>& tasks, int* depth) {
+bool TaskQueue::PushAll(std::vector<std::unique_ptr<JobTask>>& tasks, std::string* why) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (depth != nullptr) *depth = static_cast<int>(tasks_.size());
-    if (closed_) return false;
-    const size_t free_slots = static_cast<size_t>(capacity_) - tasks_.size();
-    if (tasks.size() > free_slots) return false;
-    for (std::unique_ptr<JobTask>& task : tasks) tasks_.push_back(std::move(task));
+    if (closed_) {
+      if (why != nullptr) *why = "closed";
+      return false;
+    }
+    if (static_cast<int>(tasks.size()) > limits_.capacity - size_) {
+      if (why != nullptr) {
+        *why = absl::StrCat("queue holds ", size_, " of ", limits_.capacity, " tasks; ",
+                            tasks.size(), " more do not fit");
+      }
+      return false;
+    }
+    std::map<uint64_t, int> adding;
+    for (const auto& task : tasks) ++adding[task->session];
+    for (const auto& [session, n] : adding) {
+      auto it = by_session_.find(session);
+      const int queued = it == by_session_.end() ? 0 : static_cast<int>(it->second.size());
+      if (n > limits_.session_capacity - queued) {
+        if (why != nullptr) {
+          *why = absl::StrCat("the session has ", queued, " of at most ",
+                              limits_.session_capacity, " tasks queued here; ", n,
+                              " more do not fit");
+        }
+        return false;
+      }
+    }
+    for (std::unique_ptr<JobTask>& task : tasks) {
+      std::deque<std::unique_ptr<JobTask>>& fifo = by_session_[task->session];
+      if (fifo.empty()) order_.push_back(task->session);
+      fifo.push_back(std::move(task));
+      ++size_;
+    }
   }
   tasks.clear();
   not_empty_.notify_all();
   return true;
 }
 
-std::vector<std::unique_ptr<JobTask>> TaskQueue::PopBatch(int max) {
+void TaskQueue::PushFront(std::unique_ptr<JobTask> task) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::deque<std::unique_ptr<JobTask>>& fifo = by_session_[task->session];
+    if (fifo.empty()) order_.push_back(task->session);
+    fifo.push_front(std::move(task));
+    ++size_;
+  }
+  not_empty_.notify_one();
+}
+
+std::vector<std::unique_ptr<JobTask>> TaskQueue::PopLocked(int max) {
   std::vector<std::unique_ptr<JobTask>> batch;
-  std::unique_lock<std::mutex> lock(mutex_);
-  not_empty_.wait(lock, [this] { return closed_ || !tasks_.empty(); });
-  const size_t n = std::min(tasks_.size(), static_cast<size_t>(std::max(max, 1)));
-  batch.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    batch.push_back(std::move(tasks_.front()));
-    tasks_.pop_front();
+  while (static_cast<int>(batch.size()) < std::max(max, 1) && !order_.empty()) {
+    const uint64_t session = order_.front();
+    order_.pop_front();
+    auto it = by_session_.find(session);
+    batch.push_back(std::move(it->second.front()));
+    it->second.pop_front();
+    --size_;
+    if (it->second.empty()) {
+      by_session_.erase(it);
+    } else {
+      order_.push_back(session);
+    }
   }
   return batch;
+}
+
+std::vector<std::unique_ptr<JobTask>> TaskQueue::PopBatch(int max) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  not_empty_.wait(lock, [this] { return closed_ || size_ > 0; });
+  return PopLocked(max);
+}
+
+std::vector<std::unique_ptr<JobTask>> TaskQueue::TryPopBatch(int max) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return PopLocked(max);
+}
+
+bool TaskQueue::OthersWaiting(uint64_t session) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (uint64_t s : order_) {
+    if (s != session) return true;
+  }
+  return false;
+}
+
+std::vector<std::unique_ptr<JobTask>> TaskQueue::TakeAll() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return PopLocked(size_ > 0 ? size_ : 1);
 }
 
 void TaskQueue::Close() {
@@ -45,7 +111,7 @@ void TaskQueue::Close() {
 
 int TaskQueue::size() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return static_cast<int>(tasks_.size());
+  return size_;
 }
 
 bool TaskQueue::closed() const {
@@ -55,15 +121,13 @@ bool TaskQueue::closed() const {
 
 absl::Status SubmitToQueue(TaskQueue& queue, absl::string_view executor_name,
                            std::vector<std::unique_ptr<JobTask>>& tasks) {
-  int depth = 0;
-  if (queue.PushAll(tasks, &depth)) return absl::OkStatus();
+  std::string why;
+  if (queue.PushAll(tasks, &why)) return absl::OkStatus();
   if (queue.closed()) {  // closing is permanent, so this is never a stale answer
     return absl::UnavailableError(
         absl::StrCat("executor ", executor_name, ": draining; no new tasks are accepted"));
   }
-  return absl::ResourceExhaustedError(absl::StrCat("executor ", executor_name, ": queue holds ",
-                                                   depth, " of ", queue.capacity(), " tasks; ",
-                                                   tasks.size(), " more do not fit"));
+  return absl::ResourceExhaustedError(absl::StrCat("executor ", executor_name, ": ", why));
 }
 
 std::optional<JobOutcome> DropOutcome(const JobTask& task, absl::Time now) {
@@ -87,9 +151,31 @@ std::optional<JobOutcome> DropOutcome(const JobTask& task, absl::Time now) {
   return std::nullopt;
 }
 
+JobOutcome StoppedOutcome(const JobTask& task, absl::Time launch) {
+  JobOutcome outcome;
+  outcome.queued = launch - task.submitted;
+  outcome.status = absl::CancelledError(
+      absl::StrCat("job ", task.job_id, ": stopped while running, after ",
+                   task.cursor.bytes_done, " of ", task.plan.bytes(),
+                   " bytes (what was copied stays copied)"));
+  return outcome;
+}
+
 void CompleteTask(std::unique_ptr<JobTask> task, const JobOutcome& outcome) {
   if (task->done) task->done(outcome);
   task.reset();  // drops the holds right after done, as JobTask promises
+}
+
+void QueuedExecutor::AbortQueued() {
+  aborting_.store(true, std::memory_order_release);
+  for (std::unique_ptr<JobTask>& task : queue_.TakeAll()) {
+    if (task->cancelled != nullptr) task->cancelled->CancelOrStop();
+    JobOutcome outcome;
+    outcome.queued = absl::Now() - task->submitted;
+    outcome.status = absl::CancelledError(absl::StrCat(
+        "job ", task->job_id, ": cancelled, the daemon is shutting down (drain timeout)"));
+    Finish(std::move(task), outcome);
+  }
 }
 
 }  // namespace kvshuttle

@@ -1,20 +1,24 @@
-// The bounded FIFO of JobTasks that feeds both executors, and the small pieces of task
-// handling they share: submit with the documented error codes, the pre-launch
+// The bounded queue of JobTasks that feeds both executors, fair across sessions, and the small
+// pieces of task handling they share: submit with the documented error codes, the pre-launch
 // cancel/deadline check, and completing a task.
+//
+// Fairness: each session has its own FIFO; sessions are served in turn (one task each per
+// round), so a session's small job waits for at most one task (or one slice of a long one) of
+// every other session, not for everything they queued. A session may queue at most
+// `session_capacity` tasks, all sessions together `capacity`.
 #pragma once
 
-#include <string>
-
-#include <atomic>
-
 #include <algorithm>
-
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -24,42 +28,58 @@
 
 namespace kvshuttle {
 
-// Thread-safe FIFO holding at most `capacity` tasks. Any number of producers and consumers.
+// Thread-safe fair queue (see the file comment). Any number of producers and consumers.
 class TaskQueue {
  public:
-  // Precondition: capacity ≥ 1.
-  explicit TaskQueue(int capacity) : capacity_(capacity) {}
+  // Precondition: both limits ≥ 1.
+  explicit TaskQueue(QueueLimits limits) : limits_(limits) {}
   TaskQueue(const TaskQueue&) = delete;
   TaskQueue& operator=(const TaskQueue&) = delete;
 
-  // Appends every task of `tasks` in order and clears `tasks`, or, when they don't all fit or
-  // the queue is closed, returns false and leaves `tasks` untouched. `depth`, when given,
-  // receives the number of queued tasks seen under the lock (for error messages).
-  bool PushAll(std::vector<std::unique_ptr<JobTask>>& tasks, int* depth = nullptr);
+  // Appends every task of `tasks` (in order, each to its session's FIFO) and clears `tasks`,
+  // or, when they don't all fit or the queue is closed, returns false and leaves `tasks`
+  // untouched. `why`, when given, receives what did not fit (for error messages).
+  bool PushAll(std::vector<std::unique_ptr<JobTask>>& tasks, std::string* why = nullptr);
+
+  // Puts back the rest of a task that ran one slice: first in its session's FIFO, its session
+  // last in the round. Never refused (the task was admitted), also once closed.
+  void PushFront(std::unique_ptr<JobTask> task);
 
   // Blocks until at least one task is queued or the queue is closed, then removes and returns
-  // up to `max` (≥ 1) tasks from the front. Empty only once the queue is closed and empty.
+  // up to `max` (≥ 1) tasks, taking sessions in turn. Empty only once closed and empty.
   std::vector<std::unique_ptr<JobTask>> PopBatch(int max);
+  // Like PopBatch but returns at once (maybe empty).
+  std::vector<std::unique_ptr<JobTask>> TryPopBatch(int max);
+
+  // True when a session other than `session` has queued tasks.
+  bool OthersWaiting(uint64_t session) const;
+
+  // Removes and returns everything queued (drain past its deadline).
+  std::vector<std::unique_ptr<JobTask>> TakeAll();
 
   // Rejects further pushes and wakes every blocked PopBatch; queued tasks can still be popped.
   // Idempotent.
   void Close();
 
   int size() const;
-  int capacity() const { return capacity_; }
+  int capacity() const { return limits_.capacity; }
   bool closed() const;
 
  private:
-  const int capacity_;
+  std::vector<std::unique_ptr<JobTask>> PopLocked(int max);
+
+  const QueueLimits limits_;
   mutable std::mutex mutex_;
   std::condition_variable not_empty_;
-  std::deque<std::unique_ptr<JobTask>> tasks_;
+  std::map<uint64_t, std::deque<std::unique_ptr<JobTask>>> by_session_;
+  std::deque<uint64_t> order_;  // sessions with queued tasks, next to serve first
+  int size_ = 0;
   bool closed_ = false;
 };
 
 // Executor::Submit on top of a queue: OK, or UNAVAILABLE once the queue is closed, or
-// RESOURCE_EXHAUSTED "executor <name>: queue holds D of C tasks; N more do not fit". On error
-// `tasks` is untouched.
+// RESOURCE_EXHAUSTED "executor <name>: ..." saying which bound was hit. On error `tasks` is
+// untouched.
 absl::Status SubmitToQueue(TaskQueue& queue, absl::string_view executor_name,
                            std::vector<std::unique_ptr<JobTask>>& tasks);
 
@@ -67,6 +87,9 @@ absl::Status SubmitToQueue(TaskQueue& queue, absl::string_view executor_name,
 // DEADLINE_EXCEEDED when `now` is past its deadline, its injected_failure (a test-only stand-in
 // for a failing launch) when set; nullopt when it may launch.
 std::optional<JobOutcome> DropOutcome(const JobTask& task, absl::Time now);
+
+// The outcome of a task stopped between slices (CancelJobs or a drain past its deadline).
+JobOutcome StoppedOutcome(const JobTask& task, absl::Time launch);
 
 // Calls task->done(outcome) (when set), then destroys the task, releasing its holds.
 void CompleteTask(std::unique_ptr<JobTask> task, const JobOutcome& outcome);
@@ -84,8 +107,9 @@ class QueuedExecutor : public Executor {
   uint64_t jobs_done() const override { return jobs_done_.load(std::memory_order_relaxed); }
 
  protected:
-  QueuedExecutor(std::string name, int capacity)
-      : name_(std::move(name)), queue_(std::max(capacity, 1)) {}
+  QueuedExecutor(std::string name, QueueLimits limits)
+      : name_(std::move(name)),
+        queue_(QueueLimits(std::max(limits.capacity, 1), std::max(limits.session_capacity, 1))) {}
 
   // Completes `task` with `outcome` (CompleteTask) and counts it.
   void Finish(std::unique_ptr<JobTask> task, const JobOutcome& outcome) {
@@ -93,12 +117,18 @@ class QueuedExecutor : public Executor {
     jobs_done_.fetch_add(1, std::memory_order_relaxed);
   }
 
+  // Drain's deadline step: cancels every queued task (completing it CANCELLED) and sets
+  // `aborting_`, which the running loops check between slices.
+  void AbortQueued();
+  bool aborting() const { return aborting_.load(std::memory_order_acquire); }
+
   const std::string name_;
   TaskQueue queue_;
   std::mutex drain_mutex_;  // serializes Drain
 
  private:
   std::atomic<uint64_t> jobs_done_{0};
+  std::atomic<bool> aborting_{false};
 };
 
 }  // namespace kvshuttle

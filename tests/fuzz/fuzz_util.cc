@@ -150,7 +150,7 @@ absl::StatusOr<std::shared_ptr<Memory>> FakeGpuRuntime::AllocateHost(uint64_t by
   return Allocate(bytes, MemoryPlace::kHost, -1);
 }
 
-absl::StatusOr<std::unique_ptr<Executor>> FakeGpuRuntime::CreateWorker(int ordinal, int) {
+absl::StatusOr<std::unique_ptr<Executor>> FakeGpuRuntime::CreateWorker(int ordinal, QueueLimits) {
   return absl::FailedPreconditionError(absl::StrCat("fake GPU ", ordinal, ": no worker"));
 }
 

@@ -103,7 +103,7 @@ class FakeGpuRuntime : public GpuRuntime {
   absl::StatusOr<std::shared_ptr<void>> RegisterHost(void* ptr, uint64_t bytes) override;
   absl::StatusOr<std::shared_ptr<Memory>> AllocateDevice(int ordinal, uint64_t bytes) override;
   absl::StatusOr<std::shared_ptr<Memory>> AllocateHost(uint64_t bytes) override;
-  absl::StatusOr<std::unique_ptr<Executor>> CreateWorker(int ordinal, int capacity) override;
+  absl::StatusOr<std::unique_ptr<Executor>> CreateWorker(int ordinal, QueueLimits limits) override;
 
  private:
   absl::StatusOr<std::shared_ptr<Memory>> Allocate(uint64_t bytes, MemoryPlace place, int device);

@@ -58,7 +58,8 @@ struct Side {
 struct Fixture {
   std::vector<std::shared_ptr<BlockSetRecord>> block_sets;  // block_set_id n is block_sets[n-1]
   FakeGpuRuntime gpu;
-  PoolTable pools{gpu, kMaxPools};
+  std::unique_ptr<BudgetSet> budgets = MakeBudgetSet(Budgets{}, gpu);
+  PoolTable pools{gpu, kMaxPools, *budgets};
 };
 
 absl::StatusOr<Side> ResolveEndpoint(const Fixture& fx, const v1::Endpoint& endpoint) {

@@ -167,7 +167,8 @@ class Harness {
   }
 
   FakeGpuRuntime gpu_;
-  PoolTable table_{gpu_, kMaxPools};
+  std::unique_ptr<BudgetSet> budgets_ = MakeBudgetSet(Budgets{}, gpu_);
+  PoolTable table_{gpu_, kMaxPools, *budgets_};
   std::map<std::string, ModelPool> model_;
 };
 

@@ -11,7 +11,7 @@
 
 #include "kvshuttle/v1/kvshuttle.pb.h"
 #include "server/runtime/gpu_runtime.h"
-#include "server/runtime/host_memory.h"
+#include "server/memory/host_mapping.h"
 #include "server/runtime/ipc_request.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -69,7 +69,7 @@ void CheckCudaIpc(const v1::CudaIpcMemory& m) {
                  "OpenIpc mapped the wrong device or size");
 }
 
-// The shm name rules of host_memory.h, stated independently: '/', then 1 to 254 bytes with no
+// The shm name rules of host_mapping.h, stated independently: '/', then 1 to 254 bytes with no
 // '/' and no NUL, and not "." or "..".
 bool ValidShmName(const std::string& name) {
   if (name.size() < 2 || name.size() > 255 || name[0] != '/') return false;

@@ -30,7 +30,8 @@ v1::CreatePoolRequest PoolRequest(LayoutKind kind, BlockShape shape, uint32_t nu
 // 12 GiB for a 1 GiB pool).
 TEST(FuzzRegressionTest, PoolsRefuseBlockStacks) {
   std::unique_ptr<GpuRuntime> gpu = CreateNullGpuRuntime();
-  PoolTable pools(*gpu, 4);
+  std::unique_ptr<BudgetSet> budgets = MakeBudgetSet(Budgets{}, *gpu);
+  PoolTable pools(*gpu, 4, *budgets);
   const BlockShape amplifying{.nl = 1024, .no = 1024, .nt = 1, .nh = 1, .hd = 1};
   for (LayoutKind kind : {LayoutKind::kNHDStack, LayoutKind::kHNDStack}) {
     EXPECT_TRUE(HasStatus(pools.Create(PoolRequest(kind, amplifying, 4)),
@@ -57,7 +58,8 @@ TEST(FuzzRegressionTest, PoolsRefuseBlockStacks) {
 // error: a 100 KB name did that through the daemon. Names are now quoted at most 64 bytes long.
 TEST(FuzzRegressionTest, PoolErrorsQuoteNamesInPart) {
   std::unique_ptr<GpuRuntime> gpu = CreateNullGpuRuntime();
-  PoolTable pools(*gpu, 4);
+  std::unique_ptr<BudgetSet> budgets = MakeBudgetSet(Budgets{}, *gpu);
+  PoolTable pools(*gpu, 4, *budgets);
   const std::string huge(1 << 20, '!');
   v1::CreatePoolRequest r =
       PoolRequest(LayoutKind::kUniversal, {.nl = 2, .no = 2, .nt = 4, .nh = 2, .hd = 8}, 4);

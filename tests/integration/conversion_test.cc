@@ -1,6 +1,7 @@
 // Conversions through a real daemon, checked byte for byte against ReferenceConvert: layout
 // pairs with head/layer/token ranges and both placements in one batch (with their Attach
 // events and stats), a block set → pool → block set round trip, and CancelJobs.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <set>
@@ -283,23 +284,32 @@ TEST_F(ConversionTest, CancelJobsDropsQueuedJobs) {
 
 // A running job shows JOB_RUNNING and cannot be cancelled: CancelJobs and the executor's start
 // race on one CancelToken, and only a job that has not started is listed as cancelled.
-TEST_F(ConversionTest, CancelJobsDoesNotListARunningJob) {
+TEST_F(ConversionTest, CancelJobsStopsARunningJobAtAChunkBoundary) {
   KVS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> session,
                            Session::Open(client(), "it-cancel-running", /*attach=*/true));
   KVS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<SlowJobs> slow, SlowJobs::Create(*session));
-  slow->PoisonDst();
   v1::SubmitBatchRequest busy;
-  *busy.add_jobs() = slow->Job(absl::Milliseconds(600));
+  *busy.add_jobs() = slow->Job(absl::Seconds(3));
   KVS_ASSERT_OK_AND_ASSIGN(v1::SubmitBatchResponse running, session->SubmitBatch(busy));
   const std::vector<uint64_t> id = {running.job_ids(0)};
   ASSERT_TRUE(WaitUntil([&] { return CpuQueueDepth(client()) == 0; }, absl::Seconds(2)));
   absl::SleepFor(absl::Milliseconds(50));
   KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse mid, session->Wait(id, absl::Milliseconds(1)));
   EXPECT_EQ(mid.results(0).state(), v1::JOB_RUNNING);
+  const absl::Time asked = absl::Now();
   KVS_ASSERT_OK_AND_ASSIGN(v1::CancelJobsResponse cancelled, session->CancelJobs(id));
-  EXPECT_EQ(cancelled.cancelled_size(), 0) << "a running job was reported cancelled";
+  EXPECT_EQ(cancelled.cancelled_size(), 0) << "a running job is not 'cancelled before it started'";
+  ASSERT_EQ(cancelled.stopping_size(), 1);
+  EXPECT_EQ(cancelled.stopping(0), id[0]);
   KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse done, session->Wait(id, absl::Seconds(20)));
-  EXPECT_EQ(done.results(0).state(), v1::JOB_DONE);
+  EXPECT_LT(absl::Now() - asked, absl::Seconds(1)) << "it stops at a chunk boundary, not at its end";
+  EXPECT_EQ(done.results(0).state(), v1::JOB_CANCELLED);
+  EXPECT_EQ(done.results(0).code(), static_cast<int>(absl::StatusCode::kCancelled));
+  EXPECT_THAT(done.results(0).message(), ::testing::HasSubstr("stopped while running"));
+  // The executor is free again: a new job runs to completion.
+  slow->PoisonDst();
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse after, RunBatch(*session, {slow->Job(absl::Milliseconds(50))}));
+  EXPECT_EQ(after.results(0).state(), v1::JOB_DONE);
   EXPECT_TRUE(slow->DstIsConverted());
 }
 

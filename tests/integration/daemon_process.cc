@@ -23,7 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "server/listener.h"
+#include "server/net/listener.h"
 
 #ifndef KVS_DAEMON_PATH
 #error "KVS_DAEMON_PATH must name the kvshuttled binary"

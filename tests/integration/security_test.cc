@@ -345,7 +345,10 @@ class TlsTest : public SecurityTest {
   std::vector<std::string> TlsFlags(bool mutual) const {
     std::vector<std::string> flags = {"--tcp=127.0.0.1:0",
                                       "--tls_cert=" + certs_->Path("server", "pem"),
-                                      "--tls_key=" + certs_->Path("server", "key")};
+                                      "--tls_key=" + certs_->Path("server", "key"),
+                                      // Over TCP the daemon knows no uid: the conversions here
+                                      // lend shm objects of a trusted group (this process's).
+                                      absl::StrCat("--shm_trust_group=", getegid())};
     if (mutual) flags.push_back("--tls_client_ca=" + certs_->Path("ca", "pem"));
     return flags;
   }

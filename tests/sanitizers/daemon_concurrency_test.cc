@@ -99,7 +99,7 @@ class Client {
  private:
   void Round(int round) {
     v1::OpenSessionResponse opened;
-    ASSERT_TRUE(daemon_.OpenSession(Named<v1::OpenSessionRequest>(), &opened).ok());
+    ASSERT_TRUE(daemon_.OpenSession(CallContext{}, Named<v1::OpenSessionRequest>(), &opened).ok());
     const std::string id = opened.session_id();
 
     // An Attach stream holds the session until it closes, except in the rounds left to the
@@ -111,7 +111,7 @@ class Client {
         v1::AttachRequest req;
         req.set_session_id(id);
         int events = 0;
-        (void)daemon_.Attach(req, CallContext{}, [&events](const v1::SessionEvent&) {
+        (void)daemon_.Attach(CallContext{}, req, [&events](const v1::SessionEvent&) {
           ++events;
           return true;
         });
@@ -123,7 +123,7 @@ class Client {
     region_req.mutable_host_shm()->set_name(shm_.name());
     region_req.mutable_host_shm()->set_size(kShmBytes);
     v1::RegisterRegionResponse region;
-    ASSERT_TRUE(daemon_.RegisterRegion(region_req, &region).ok());
+    ASSERT_TRUE(daemon_.RegisterRegion(CallContext{}, region_req, &region).ok());
 
     v1::RegisterBlockSetRequest bs_req;
     bs_req.set_session_id(id);
@@ -136,14 +136,14 @@ class Client {
       slot->set_offset(s * kBlocks * kChunk);
     }
     v1::RegisterBlockSetResponse bs;
-    ASSERT_TRUE(daemon_.RegisterBlockSet(bs_req, &bs).ok());
+    ASSERT_TRUE(daemon_.RegisterBlockSet(CallContext{}, bs_req, &bs).ok());
 
     v1::AllocateBlocksRequest alloc_req;
     alloc_req.set_session_id(id);
     alloc_req.set_pool("shared");
     alloc_req.set_count(2);
     v1::AllocateBlocksResponse blocks;
-    ASSERT_TRUE(daemon_.AllocateBlocks(alloc_req, &blocks).ok());
+    ASSERT_TRUE(daemon_.AllocateBlocks(CallContext{}, alloc_req, &blocks).ok());
 
     for (int64_t b = 0; b < 2; ++b) {
       for (int64_t s = 0; s < kSlots; ++s) {
@@ -175,7 +175,7 @@ class Client {
         cancel.set_session_id(id);
         for (uint64_t j : out) cancel.add_job_ids(j);
         v1::CancelJobsResponse cancelled;
-        EXPECT_TRUE(daemon_.CancelJobs(cancel, &cancelled).ok());
+        EXPECT_TRUE(daemon_.CancelJobs(CallContext{}, cancel, &cancelled).ok());
         EXPECT_TRUE(WaitAll(id, out, v1::JOB_STATE_UNSPECIFIED));
         break;
       }
@@ -184,7 +184,7 @@ class Client {
         unreg.set_session_id(id);
         unreg.set_region_id(region.region().region_id());
         v1::UnregisterRegionResponse unregistered;
-        EXPECT_TRUE(daemon_.UnregisterRegion(unreg, &unregistered).ok());
+        EXPECT_TRUE(daemon_.UnregisterRegion(CallContext{}, unreg, &unregistered).ok());
         EXPECT_TRUE(WaitAll(id, out, v1::JOB_DONE));
         break;
       }
@@ -192,7 +192,7 @@ class Client {
         v1::CloseSessionRequest close;
         close.set_session_id(id);
         v1::CloseSessionResponse closed_resp;
-        EXPECT_TRUE(daemon_.CloseSession(close, &closed_resp).ok());
+        EXPECT_TRUE(daemon_.CloseSession(CallContext{}, close, &closed_resp).ok());
         closed = true;
         break;
       }
@@ -201,7 +201,7 @@ class Client {
     // The pool blocks go back whatever happened to the session (FreeBlocks needs a session).
     if (closed) {
       v1::OpenSessionResponse other;
-      ASSERT_TRUE(daemon_.OpenSession(Named<v1::OpenSessionRequest>(), &other).ok());
+      ASSERT_TRUE(daemon_.OpenSession(CallContext{}, Named<v1::OpenSessionRequest>(), &other).ok());
       FreeBlocks(other.session_id(), p0, p1);
       CloseSession(other.session_id());
     } else {
@@ -223,7 +223,7 @@ class Client {
     req.set_session_id(id);
     *req.add_jobs() = job;
     v1::SubmitBatchResponse resp;
-    const absl::Status status = daemon_.SubmitBatch(req, CallContext{}, &resp);
+    const absl::Status status = daemon_.SubmitBatch(CallContext{}, req, &resp);
     EXPECT_TRUE(status.ok()) << status;
     return {resp.job_ids().begin(), resp.job_ids().end()};
   }
@@ -235,7 +235,7 @@ class Client {
     req.set_timeout_seconds(30);
     for (uint64_t j : ids) req.add_job_ids(j);
     v1::WaitResponse resp;
-    const absl::Status status = daemon_.Wait(req, CallContext{}, &resp);
+    const absl::Status status = daemon_.Wait(CallContext{}, req, &resp);
     if (!status.ok() || !resp.all_done()) {
       ADD_FAILURE() << "Wait: " << status << " " << resp.ShortDebugString();
       return false;
@@ -256,7 +256,7 @@ class Client {
     req.add_block_ids(p0);
     req.add_block_ids(p1);
     v1::FreeBlocksResponse resp;
-    const absl::Status status = daemon_.FreeBlocks(req, &resp);
+    const absl::Status status = daemon_.FreeBlocks(CallContext{}, req, &resp);
     EXPECT_TRUE(status.ok()) << status;
   }
 
@@ -264,7 +264,7 @@ class Client {
     v1::CloseSessionRequest req;
     req.set_session_id(id);
     v1::CloseSessionResponse resp;
-    EXPECT_TRUE(daemon_.CloseSession(req, &resp).ok());
+    EXPECT_TRUE(daemon_.CloseSession(CallContext{}, req, &resp).ok());
   }
 
   Daemon& daemon_;
@@ -283,7 +283,7 @@ TEST(DaemonConcurrencyTest, ClientsRaceEveryRpcWhileStatsAreScraped) {
   Daemon& daemon = **created;
 
   v1::OpenSessionResponse admin;
-  ASSERT_TRUE(daemon.OpenSession({}, &admin).ok());
+  ASSERT_TRUE(daemon.OpenSession(CallContext{}, {}, &admin).ok());
   v1::CreatePoolRequest pool;
   pool.set_session_id(admin.session_id());
   pool.set_name("shared");
@@ -291,19 +291,19 @@ TEST(DaemonConcurrencyTest, ClientsRaceEveryRpcWhileStatsAreScraped) {
   pool.set_num_blocks(kPoolBlocks);
   pool.set_memory(v1::MEMORY_HOST);
   v1::CreatePoolResponse created_pool;
-  ASSERT_TRUE(daemon.CreatePool(pool, &created_pool).ok());
+  ASSERT_TRUE(daemon.CreatePool(CallContext{}, pool, &created_pool).ok());
 
   std::atomic<bool> stop{false};
   std::thread scraper([&] {
     while (!stop) {
       v1::GetStatsResponse stats;
-      EXPECT_TRUE(daemon.GetStats({}, &stats).ok());
+      EXPECT_TRUE(daemon.GetStats(CallContext{}, {}, &stats).ok());
       v1::ListSessionsResponse sessions;
-      EXPECT_TRUE(daemon.ListSessions({}, &sessions).ok());
+      EXPECT_TRUE(daemon.ListSessions(CallContext{}, {}, &sessions).ok());
       v1::ListPoolsResponse pools;
-      EXPECT_TRUE(daemon.ListPools({}, &pools).ok());
+      EXPECT_TRUE(daemon.ListPools(CallContext{}, {}, &pools).ok());
       v1::GetInfoResponse info;
-      EXPECT_TRUE(daemon.GetInfo({}, &info).ok());
+      EXPECT_TRUE(daemon.GetInfo(CallContext{}, {}, &info).ok());
       EXPECT_FALSE(daemon.metrics().registry().Render().empty());
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
@@ -319,7 +319,7 @@ TEST(DaemonConcurrencyTest, ClientsRaceEveryRpcWhileStatsAreScraped) {
   // drains with stats still being scraped.
   std::this_thread::sleep_for(absl::ToChronoMilliseconds(kLease + absl::Milliseconds(600)));
   v1::ListSessionsResponse left;
-  ASSERT_TRUE(daemon.ListSessions({}, &left).ok());
+  ASSERT_TRUE(daemon.ListSessions(CallContext{}, {}, &left).ok());
   EXPECT_EQ(left.sessions_size(), 0) << left.ShortDebugString();
   daemon.BeginDrain();
   daemon.Drain();

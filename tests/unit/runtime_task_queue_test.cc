@@ -1,5 +1,7 @@
-// TaskQueue and the shared task helpers: FIFO order, all-or-nothing pushes against the
-// capacity, blocking pops, close semantics, and the exact codes and messages of Submit.
+// TaskQueue and the shared task helpers: FIFO order within a session, sessions served in
+// turn, all-or-nothing pushes against the total and per-session capacity, a sliced task's
+// rest put back first, blocking pops, close semantics, and the exact codes and messages of
+// Submit.
 #include "server/runtime/task_queue.h"
 
 #include <atomic>
@@ -30,9 +32,12 @@ std::unique_ptr<JobTask> EmptyTask(uint64_t id) {
   return task;
 }
 
-std::vector<std::unique_ptr<JobTask>> Tasks(uint64_t first, int count) {
+std::vector<std::unique_ptr<JobTask>> Tasks(uint64_t first, int count, uint64_t session = 0) {
   std::vector<std::unique_ptr<JobTask>> tasks;
-  for (int i = 0; i < count; ++i) tasks.push_back(EmptyTask(first + i));
+  for (int i = 0; i < count; ++i) {
+    tasks.push_back(EmptyTask(first + i));
+    tasks.back()->session = session;
+  }
   return tasks;
 }
 
@@ -62,9 +67,9 @@ TEST(TaskQueueTest, PushIsAllOrNothingAgainstCapacity) {
   ASSERT_TRUE(queue.PushAll(first));
   auto more = Tasks(10, 2);
   const std::vector<JobTask*> before = {more[0].get(), more[1].get()};
-  int depth = -1;
-  EXPECT_FALSE(queue.PushAll(more, &depth));
-  EXPECT_EQ(depth, 3);
+  std::string why;
+  EXPECT_FALSE(queue.PushAll(more, &why));
+  EXPECT_EQ(why, "queue holds 3 of 4 tasks; 2 more do not fit");
   ASSERT_EQ(more.size(), 2u) << "a rejected push must leave the tasks with the caller";
   EXPECT_EQ(more[0].get(), before[0]);
   EXPECT_EQ(more[1].get(), before[1]);
@@ -75,6 +80,56 @@ TEST(TaskQueueTest, PushIsAllOrNothingAgainstCapacity) {
   EXPECT_EQ(queue.size(), 4);
   std::vector<std::unique_ptr<JobTask>> none;
   EXPECT_TRUE(queue.PushAll(none)) << "an empty push always fits";
+}
+
+TEST(TaskQueueTest, SessionsAreServedInTurnAndEachInFifoOrder) {
+  TaskQueue queue(64);
+  auto a = Tasks(1, 4, /*session=*/1);    // a flood of session 1
+  auto b = Tasks(100, 2, /*session=*/2);  // then two of session 2
+  auto c = Tasks(200, 1, /*session=*/3);
+  ASSERT_TRUE(queue.PushAll(a));
+  ASSERT_TRUE(queue.PushAll(b));
+  ASSERT_TRUE(queue.PushAll(c));
+  EXPECT_EQ(Ids(queue.PopBatch(64)), (std::vector<uint64_t>{1, 100, 200, 2, 101, 3, 4}));
+}
+
+TEST(TaskQueueTest, ASessionMayQueueOnlyItsShare) {
+  TaskQueue queue(QueueLimits(16, 3));
+  auto mine = Tasks(1, 3, 1);
+  ASSERT_TRUE(queue.PushAll(mine));
+  auto more = Tasks(10, 1, 1);
+  std::string why;
+  EXPECT_FALSE(queue.PushAll(more, &why));
+  EXPECT_EQ(why, "the session has 3 of at most 3 tasks queued here; 1 more do not fit");
+  auto theirs = Tasks(20, 3, 2);
+  EXPECT_TRUE(queue.PushAll(theirs)) << "another session still has its share";
+  EXPECT_TRUE(queue.OthersWaiting(1));
+  EXPECT_EQ(queue.size(), 6);
+}
+
+TEST(TaskQueueTest, PushFrontPutsASlicedTaskFirstInItsSessionAndItsSessionLast) {
+  TaskQueue queue(16);
+  auto a = Tasks(1, 2, 1);
+  auto b = Tasks(10, 1, 2);
+  ASSERT_TRUE(queue.PushAll(a));
+  ASSERT_TRUE(queue.PushAll(b));
+  std::vector<std::unique_ptr<JobTask>> first = queue.PopBatch(1);
+  ASSERT_EQ(Ids(first), (std::vector<uint64_t>{1}));
+  EXPECT_TRUE(queue.OthersWaiting(1));
+  queue.PushFront(std::move(first[0]));  // job 1 ran one slice; session 2's turn comes first
+  EXPECT_EQ(Ids(queue.PopBatch(16)), (std::vector<uint64_t>{10, 1, 2}));
+  EXPECT_FALSE(queue.OthersWaiting(1));
+}
+
+TEST(TaskQueueTest, TakeAllEmptiesTheQueue) {
+  TaskQueue queue(16);
+  auto a = Tasks(1, 3, 1);
+  auto b = Tasks(10, 2, 2);
+  ASSERT_TRUE(queue.PushAll(a));
+  ASSERT_TRUE(queue.PushAll(b));
+  EXPECT_EQ(queue.TakeAll().size(), 5u);
+  EXPECT_EQ(queue.size(), 0);
+  EXPECT_TRUE(queue.TryPopBatch(4).empty());
 }
 
 TEST(TaskQueueTest, PopBlocksUntilAPush) {

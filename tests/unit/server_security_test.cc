@@ -1,4 +1,4 @@
-// Pure pieces of the daemon's transport security (server/tcp_security.h, server/listener.h):
+// Pure pieces of the daemon's transport security (server/tcp_security.h, server/net/listener.h):
 // which TCP addresses count as loopback, socket group names, publishing the unix socket, and TLS
 // file errors.
 #include <grp.h>
@@ -12,7 +12,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "server/listener.h"
+#include "server/net/listener.h"
 #include "server/tcp_security.h"
 #include "tests/unit/status_test_util.h"
 

@@ -1,5 +1,5 @@
 // Unix socket path handling, stale sockets, and the socket's mode and group.
-#include "server/listener.h"
+#include "server/net/listener.h"
 
 #include <cerrno>
 #include <cstring>
