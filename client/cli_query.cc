@@ -40,7 +40,32 @@ absl::StatusOr<int> RunInfo(const CliOptions& options, absl::Span<const std::str
             << limits.max_jobs_per_batch() << ", pairs/job " << limits.max_pairs_per_job()
             << ", queue " << limits.queue_capacity() << ", message "
             << BytesText(limits.max_message_bytes()) << ", lease " << limits.lease_seconds()
-            << " s\n";
+            << " s\n"
+            << "per client    sessions " << limits.max_sessions_per_client()
+            << ", connections " << limits.max_connections_per_uid() << " of "
+            << limits.max_connections() << "\n"
+            << "per session   queued tasks " << limits.session_queue_capacity()
+            << ", blocked Waits " << limits.max_waits_per_session() << ", ids/Wait "
+            << limits.max_wait_ids() << "\n"
+            << "fd channel    " << (info.fd_socket().empty() ? "off" : info.fd_socket()) << "\n";
+  if (!info.budgets().empty()) {
+    // What requests may make the daemon allocate, and what they hold now (docs/security.md).
+    std::cout << "\n";
+    Table budgets({"BUDGET", "USED", "LIMIT", "USE", "PER SESSION"});
+    for (const v1::BudgetUsage& b : info.budgets()) {
+      const bool bytes = b.unit() == "bytes";
+      auto amount = [bytes](int64_t v) {
+        return bytes ? BytesText(static_cast<uint64_t>(v)) : absl::StrCat(v);
+      };
+      const double use = b.limit() > 0 ? 100.0 * static_cast<double>(b.used()) /
+                                             static_cast<double>(b.limit())
+                                       : 0.0;
+      budgets.AddRow({b.name(), amount(b.used()), amount(b.limit()),
+                      absl::StrFormat("%.1f%%", use),
+                      b.session_limit() > 0 ? amount(b.session_limit()) : "-"});
+    }
+    budgets.Print(std::cout);
+  }
   if (info.devices().empty()) {
     std::cout << "devices       none\n";
     return 0;

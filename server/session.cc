@@ -62,13 +62,28 @@ absl::StatusOr<bool> Session::RemoveRegion(uint64_t id) {
   regions_.erase(it);
   released_regions_.emplace(id, weak);
   released_order_.push_back(id);
-  // Forget the oldest released ids whose memory is gone (bounded: 50k register/unregister
-  // cycles must not grow the daemon).
+  // Forget released ids past the last kReleasedRegionMemory whose memory is gone (50k
+  // register/unregister cycles must not grow the daemon). Older ones that jobs still hold are
+  // kept aside until their memory goes.
+  for (auto it = held_released_.begin(); it != held_released_.end();) {
+    auto entry = released_regions_.find(*it);
+    if (entry == released_regions_.end() || entry->second.expired()) {
+      if (entry != released_regions_.end()) released_regions_.erase(entry);
+      it = held_released_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   while (released_order_.size() > kReleasedRegionMemory) {
-    auto oldest = released_regions_.find(released_order_.front());
-    if (oldest != released_regions_.end() && !oldest->second.expired()) break;  // still in use
-    if (oldest != released_regions_.end()) released_regions_.erase(oldest);
+    const uint64_t oldest = released_order_.front();
     released_order_.pop_front();
+    auto entry = released_regions_.find(oldest);
+    if (entry == released_regions_.end()) continue;
+    if (entry->second.expired()) {
+      released_regions_.erase(entry);
+    } else {
+      held_released_.insert(oldest);
+    }
   }
   return !weak.expired();
 }

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -145,6 +146,7 @@ class Session {
   // for idempotent repeats (the last kReleasedRegionMemory, oldest first in released_order_).
   std::map<uint64_t, std::weak_ptr<Memory>> released_regions_;
   std::deque<uint64_t> released_order_;
+  std::set<uint64_t> held_released_;  // older than the window, still held by jobs
   int waits_ = 0;
   std::map<uint64_t, std::shared_ptr<BlockSetRecord>> block_sets_;
   std::map<uint64_t, JobRecord> jobs_;

@@ -32,9 +32,9 @@ if [ -n "$port" ]; then
   grep -E '^kvshuttle_(jobs_total|bytes_moved_total)' <&3 || true
   exec 3>&-
 fi
-if [ -x .venv/bin/python ]; then
-  echo "== server reflection (client/grpc_reflect.py)"
-  .venv/bin/python client/grpc_reflect.py "unix:$sock" list
+if [ -x .venv/bin/grpcurl ]; then
+  echo "== server reflection (.venv/bin/grpcurl)"
+  .venv/bin/grpcurl -plaintext -unix "$sock" list
 fi
 echo "== SIGTERM: drain and stop"
 kill -TERM $pid

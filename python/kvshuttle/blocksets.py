@@ -93,8 +93,8 @@ def same_place(infos: Sequence[TensorInfo], whats: Sequence[str]) -> None:
 
 
 def check_registrable(infos: Sequence[TensorInfo], whats: Sequence[str]) -> None:
-    """ValueError for a host array outside kvshuttle shared memory (the daemon maps host
-    memory by shm name); CUDA tensors are checked when they are shared."""
+    """ValueError for a host array outside kvshuttle shared memory (the daemon maps only the
+    memfd objects this client lends it); CUDA tensors are checked when they are shared."""
     for info, what in zip(infos, whats):
         if not info.is_cuda and shm.find(info.data_ptr, info.extent_bytes) is None:
             raise ValueError(not_shared_message(info, what))

@@ -2,13 +2,15 @@
 
 `register_memory(session, infos)` registers as few regions as possible for a list of arrays —
 one per CUDA allocation (arrays in one caching-allocator allocation share it) and one per host
-shm object — and can tell, for each array, its (region id, offset). The returned
+memfd object (its descriptor sent over the daemon's side channel) — and can tell, for each
+array, its (region id, offset). The returned
 MemoryRegistration keeps the arrays alive while it is registered, so the daemon never maps
 memory that this process has freed; `release()` unregisters its regions (the daemon defers the
 unmapping until jobs using them finish; block sets over them go with them).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -79,7 +81,8 @@ class MemoryRegistration:
 
 @dataclass
 class _Extent:
-    """Byte range a region must cover, relative to the base of its allocation / shm object."""
+    """Byte range a region must cover, relative to the base of its allocation / memfd
+    object."""
 
     start: int
     end: int
@@ -92,7 +95,7 @@ def not_shared_message(info: TensorInfo, what: str) -> str:
 
 
 def _host_key(info: TensorInfo, what: str) -> tuple[tuple[str, int], int]:
-    """((shm name, object size), offset in the object) of a host array."""
+    """((memfd object name, object size), offset in the object) of a host array."""
     location = shm.find(info.data_ptr, info.extent_bytes)
     if location is None:
         raise ValueError(not_shared_message(info, what))
@@ -106,10 +109,37 @@ def _cuda_key(info: TensorInfo, what: str) -> tuple[tuple[str, bytes], int]:
     return (shared.gpu_uuid, shared.handle), shared.offset + info.data_ptr - shared.storage_ptr
 
 
+def _size(extent: _Extent) -> int:
+    return max(extent.end - extent.start, 1)
+
+
+def _region_name(prefix: str, index: int) -> str:
+    return f"{prefix}.{index}" if prefix else ""
+
+
+def _register_host(session: Session, extents: dict[Any, _Extent], name: str,
+                   out: list[Region]) -> None:
+    """Sends the memfd of every object in `extents` (keys from _host_key) in as few side-channel
+    messages as the daemon allows, then registers one region per object into `out`."""
+    if not extents:
+        return
+    fds: list[int] = []
+    try:
+        for shm_name, _ in extents:
+            fds.append(shm.dup_fd(shm_name))
+        sent = session.send_fds(fds)
+    finally:
+        for fd in fds:
+            os.close(fd)  # the daemon holds its own copies now
+    for index, (extent, (token, fd_index)) in enumerate(zip(extents.values(), sent)):
+        out.append(session.register_memfd(token, fd_index, extent.start, _size(extent),
+                                          _region_name(name, index)))
+
+
 def register_memory(session: Session, infos: Sequence[TensorInfo], whats: Sequence[str],
                     name: str = "") -> MemoryRegistration:
     """Registers the memory under `infos` (all host or all CUDA on one GPU; the caller checked)
-    as one region per allocation / shm object. `whats` names each array for messages. `name`
+    as one region per allocation / memfd object. `whats` names each array for messages. `name`
     (optional) prefixes the region names."""
     is_cuda = bool(infos) and infos[0].is_cuda
     keyed: list[tuple[Any, int]] = []
@@ -125,22 +155,18 @@ def register_memory(session: Session, infos: Sequence[TensorInfo], whats: Sequen
     registration = MemoryRegistration([], [], "device" if is_cuda else "host",
                                       infos[0].device_index if infos else 0,
                                       [info.obj for info in infos])
-    region_ids: dict[Any, int] = {}
     try:
-        for index, (key, extent) in enumerate(extents.items()):
-            region_name = f"{name}.{index}" if name else ""
-            size = max(extent.end - extent.start, 1)
-            if is_cuda:
+        if is_cuda:
+            for index, (key, extent) in enumerate(extents.items()):
                 uuid, handle = key
-                region = session.register_cuda_ipc(handle, uuid, extent.start, size, region_name)
-            else:
-                shm_name, _ = key
-                region = session.register_shm(shm_name, extent.start, size, region_name)
-            registration.regions.append(region)
-            region_ids[key] = region.region_id
+                registration.regions.append(session.register_cuda_ipc(
+                    handle, uuid, extent.start, _size(extent), _region_name(name, index)))
+        else:
+            _register_host(session, extents, name, registration.regions)
     except BaseException:
         registration.release()
         raise
+    region_ids = {key: region.region_id for key, region in zip(extents, registration.regions)}
     registration.placements = [Placement(region_ids[key], offset - extents[key].start)
                                for key, offset in keyed]
     return registration

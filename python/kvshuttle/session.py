@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import grpc
 
-from kvshuttle import blocksets
+from kvshuttle import blocksets, fdchannel
 from kvshuttle._stubs import HAS_COMPLETION_EVENT, pb
 from kvshuttle.blocksets import BlockSet, KVCache
 from kvshuttle.client import Client
@@ -155,16 +155,54 @@ class Session:
         return Region.from_proto(self, response.region)
 
     def register_shm(self, shm_name: str, offset: int, size: int, name: str = "") -> Region:
-        """Lends bytes [offset, offset + size) of the POSIX shm object `shm_name`."""
+        """Lends bytes [offset, offset + size) of the POSIX shm object `shm_name`, which this
+        process's user must own (the daemon checks). Kept for compatibility: kvshuttle's own
+        host memory is memfd (register_memfd)."""
         memory = pb.HostShmMemory(name=shm_name, offset=offset, size=size)
         response = self._call("RegisterRegion", pb.RegisterRegionRequest(name=name,
                                                                           host_shm=memory))
         return Region.from_proto(self, response.region)
 
+    def send_fds(self, fds: Sequence[int]) -> list[tuple[bytes, int]]:
+        """Sends descriptors to the daemon over its side channel (this process keeps its own)
+        and returns, for each, the (token, index) that register_memfd names it by — usable once,
+        within the token's lifetime (30 s). One token per message of at most the daemon's
+        max_fds descriptors; a session holds few unused tokens at once (ResourceExhaustedError
+        beyond). Side-channel refusals raise the KvshuttleError of their code (fdchannel)."""
+        fds = list(fds)
+        if not fds:
+            raise ValueError("send_fds: no descriptors given")
+        sent: list[tuple[bytes, int]] = []
+        while len(sent) < len(fds):
+            grant = self._call("CreateFdToken", pb.CreateFdTokenRequest())
+            chunk = fds[len(sent):len(sent) + max(grant.max_fds, 1)]
+            fdchannel.send_fds(grant.socket_path, grant.token, chunk)
+            sent += [(grant.token, index) for index in range(len(chunk))]
+        return sent
+
+    def register_memfd(self, fd_token: bytes, fd_index: int, offset: int, size: int,
+                       name: str = "") -> Region:
+        """Lends bytes [offset, offset + size) of descriptor `fd_index` sent with `fd_token`
+        (send_fds). The daemon maps only a memfd sealed against shrinking:
+        FailedPreconditionError for an unsealed one, InvalidArgumentError for any other kind of
+        file."""
+        memory = pb.HostMemfdMemory(fd_token=fd_token, fd_index=fd_index, offset=offset,
+                                    size=size)
+        response = self._call("RegisterRegion", pb.RegisterRegionRequest(name=name,
+                                                                          host_memfd=memory))
+        return Region.from_proto(self, response.region)
+
+    def register_fd(self, fd: int, offset: int, size: int, name: str = "") -> Region:
+        """Sends `fd` (a sealed memfd) and lends bytes [offset, offset + size) of it: send_fds
+        and register_memfd in one call."""
+        [(token, index)] = self.send_fds([fd])
+        return self.register_memfd(token, index, offset, size, name)
+
     def register_tensor(self, *tensors: Any, name: str = "") -> MemoryRegistration:
         """Lends the memory under torch CUDA tensors (through their allocations' IPC handles)
-        or host arrays in kvshuttle shared memory: one region per allocation / shm object.
-        The registration keeps the tensors alive until release()."""
+        or host arrays in kvshuttle host memory (memfd, sent over the side channel): one region
+        per allocation / memfd object. The registration keeps the tensors alive until
+        release()."""
         whats = [f"tensors[{i}]" for i in range(len(tensors))]
         infos = [describe(t, w) for t, w in zip(tensors, whats)]
         if not infos:

@@ -1,25 +1,28 @@
-"""Host memory the daemon can map: POSIX shared-memory objects created and mapped here.
+"""Host memory the daemon can map: memfd objects created, sealed and mapped here.
 
     arr = kvshuttle.shm_empty((8, 16, 128), "float16")        # numpy array in its own object
     arena = kvshuttle.HostArena(64 << 20)                     # many arrays, one object
     a = arena.empty((4, 2, 16, 8, 128), np.float16)
     t = kvshuttle.shm_empty((4, 16), torch.bfloat16)           # a torch CPU tensor (torch dtype)
 
-The daemon maps host memory by shm name + offset + size, so host arrays given to the client
+Each object is an anonymous memfd (memfd_create with MFD_ALLOW_SEALING), sized once and sealed
+against shrinking, growing and further sealing, so neither this process nor anyone it is shared
+with can truncate memory the daemon has mapped. It has no name in /dev/shm: the daemon gets it
+as a descriptor over its side channel (Session.send_fds), so host arrays given to the client
 must live in one of these objects; `find(address, nbytes)` tells which (and where). A mapping
-stays alive while any array over it does; the name is unlinked when the last array goes (or at
-`close()`), after which existing daemon mappings keep working but no new region can be
-registered over it. Objects are created with mode 0600: the daemon must run as this user (or
-root). Linux only (the objects live in /dev/shm).
+stays alive while any array over it does; this process keeps one descriptor per object open
+until the last array goes (or `close()`), after which existing daemon mappings keep working but
+no new region can be registered over it. Linux only (memfd, Linux ≥ 3.17).
 """
 from __future__ import annotations
 
 import bisect
+import fcntl
 import itertools
 import math
 import mmap
 import os
-import secrets
+import sys
 import threading
 import weakref
 from dataclasses import dataclass
@@ -27,44 +30,50 @@ from typing import Any, Sequence
 
 import numpy as np
 
-_SHM_DIR = "/dev/shm"
 _counter = itertools.count()
 _registry_lock = threading.Lock()
-# Live, linked mappings sorted by start address: (start, end, shm name).
+# Live mappings sorted by start address: (start, end, name); and each one's descriptor by name.
 _registry: list[tuple[int, int, str]] = []
+_fds: dict[str, int] = {}
 
 # Alignment of arrays handed out by a HostArena (covers every dtype and 16-byte vector access).
 DEFAULT_ALIGNMENT = 256
+# What every object is sealed with: its size is final, and the seals are too.
+SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+# Python ≥ 3.13 can map without keeping a second descriptor of its own.
+_MMAP_OPTIONS: dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
 class _Mapping:
-    """One mapped shm object. Arrays over it keep it (and its mmap) alive."""
+    """One mapped memfd object. Arrays over it keep it (and its mmap) alive."""
 
     def __init__(self, size: int, mode: int) -> None:
         if size <= 0:
             raise ValueError(f"shared memory size: {size}; must be > 0")
-        self.name = f"/kvshuttle-py-{os.getpid()}-{next(_counter)}-{secrets.token_hex(4)}"
-        path = _SHM_DIR + self.name
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        self.name = f"kvshuttle-py-{os.getpid()}-{next(_counter)}"
+        fd = os.memfd_create(self.name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            os.fchmod(fd, mode)  # exactly `mode`, whatever the umask
+            os.fchmod(fd, mode)
             os.ftruncate(fd, size)
-            self.mmap = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
+            self.mmap = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
+                                  **_MMAP_OPTIONS)
         except BaseException:
-            os.unlink(path)
-            raise
-        finally:
             os.close(fd)
+            raise
         self.size = size
         self.bytes = np.frombuffer(self.mmap, dtype=np.uint8)
         self.address = int(self.bytes.__array_interface__["data"][0])
         with _registry_lock:
             bisect.insort(_registry, (self.address, self.address + size, self.name))
-        # Unlink and forget the object once no array (nor this) refers to the mmap any more.
+            _fds[self.name] = fd
+        # Close the descriptor and forget the object once no array (nor this) refers to the
+        # mmap any more.
         weakref.finalize(self.mmap, _forget, self.name)
 
-    def unlink(self) -> None:
-        """Removes the name and the registry entry (idempotent): no new registrations."""
+    def close(self) -> None:
+        """Closes the descriptor and removes the registry entry (idempotent): no new
+        registrations."""
         _forget(self.name)
 
     def view(self, shape: Sequence[int], dtype: Any, offset: int) -> Any:
@@ -92,15 +101,14 @@ def _torch_dtype(dtype: Any) -> Any | None:
 def _forget(name: str) -> None:
     with _registry_lock:
         _registry[:] = [entry for entry in _registry if entry[2] != name]
-    try:
-        os.unlink(_SHM_DIR + name)
-    except FileNotFoundError:
-        pass
+        fd = _fds.pop(name, None)
+        if fd is not None:
+            os.close(fd)
 
 
 @dataclass(frozen=True)
 class ShmLocation:
-    """Where host memory lives: shm object `name` (size `size`), `offset` bytes in."""
+    """Where host memory lives: memfd object `name` (size `size`), `offset` bytes in."""
 
     name: str
     size: int
@@ -108,7 +116,7 @@ class ShmLocation:
 
 
 def find(address: int, nbytes: int) -> ShmLocation | None:
-    """The kvshuttle shm object holding [address, address + nbytes), or None."""
+    """The live kvshuttle memfd object holding [address, address + nbytes), or None."""
     with _registry_lock:
         i = bisect.bisect_right(_registry, (address, float("inf"), "")) - 1
         if i < 0:
@@ -119,8 +127,20 @@ def find(address: int, nbytes: int) -> ShmLocation | None:
     return ShmLocation(name, end - start, address - start)
 
 
+def dup_fd(name: str) -> int:
+    """A new descriptor (close-on-exec; the caller closes it) of the live object `name`, to
+    send to the daemon. ValueError once the object was closed or its arrays are gone."""
+    with _registry_lock:
+        fd = _fds.get(name)
+        if fd is None:
+            raise ValueError(f"shared memory {name} is closed; it can no longer be registered")
+        return os.dup(fd)
+
+
 class SharedMemory:
-    """A POSIX shm object of `size` bytes created and mapped read-write by this process."""
+    """A memfd object of `size` bytes created, sealed (SEALS) and mapped read-write by this
+    process. `name` is the memfd's name (as /proc/<pid>/fd shows it, not a path); `mode` its
+    permission bits."""
 
     def __init__(self, size: int, mode: int = 0o600) -> None:
         self._mapping: _Mapping | None = _Mapping(int(size), mode)
@@ -133,11 +153,15 @@ class SharedMemory:
         a torch CPU tensor for torch dtypes. It keeps the mapping alive."""
         return self._live().view(shape, dtype, offset)
 
+    def dup_fd(self) -> int:
+        """A new descriptor of the object (the caller closes it); ValueError once closed."""
+        return dup_fd(self._live().name)
+
     def close(self) -> None:
-        """Unlinks the name and drops this object's reference; arrays made from it stay usable
-        in this process, but new registrations over them fail."""
+        """Closes this process's descriptor and drops this object's reference; arrays made from
+        it stay usable in this process, but new registrations over them fail."""
         if self._mapping is not None:
-            self._mapping.unlink()
+            self._mapping.close()
             self._mapping = None
 
     def __enter__(self) -> SharedMemory:
@@ -156,7 +180,7 @@ class SharedMemory:
 
 
 class HostArena:
-    """Many host arrays in one shm object (one daemon region): a bump allocator.
+    """Many host arrays in one memfd object (one daemon region): a bump allocator.
 
     Arrays are never freed individually; the object goes when the arena and every array over
     it are gone. MemoryError when `capacity` is used up.
@@ -200,12 +224,12 @@ def _itemsize(dtype: Any) -> int:
 
 
 def shm_empty(shape: Sequence[int], dtype: Any) -> Any:
-    """An array of `shape`/`dtype` in its own shm object (zero-filled): numpy for numpy dtypes
-    and names, a torch CPU tensor for torch dtypes. The object goes with the array."""
+    """An array of `shape`/`dtype` in its own memfd object (zero-filled): numpy for numpy
+    dtypes and names, a torch CPU tensor for torch dtypes. The object goes with the array."""
     nbytes = max(math.prod(int(d) for d in shape) * _itemsize(dtype), 1)
     return _Mapping(nbytes, 0o600).view(shape, dtype, 0)
 
 
 def shm_zeros(shape: Sequence[int], dtype: Any) -> Any:
-    """shm_empty; new shm objects are zero-filled already."""
+    """shm_empty; new memfd objects are zero-filled already."""
     return shm_empty(shape, dtype)

@@ -1,4 +1,5 @@
-// The poll(2) loop of the metrics HTTP server, request-head parsing and responses.
+// The poll(2) loop of the metrics HTTP server (admission with eviction of idle connections,
+// head and exchange deadlines), request-head parsing and responses.
 #include "server/ops/http_server.h"
 
 #include <netdb.h>
@@ -83,14 +84,75 @@ std::string FormatSockaddr(const sockaddr* addr, socklen_t length, int* port) {
                                      : absl::StrCat(host, ":", service);
 }
 
+// The client IP of `addr` as raw address bytes (4 or 16); "" for other families.
+std::string PeerKey(const sockaddr_storage& addr) {
+  if (addr.ss_family == AF_INET) {
+    const auto& in4 = reinterpret_cast<const sockaddr_in&>(addr);
+    return std::string(reinterpret_cast<const char*>(&in4.sin_addr), sizeof(in4.sin_addr));
+  }
+  if (addr.ss_family == AF_INET6) {
+    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(addr);
+    return std::string(reinterpret_cast<const char*>(&in6.sin6_addr), sizeof(in6.sin6_addr));
+  }
+  return "";
+}
+
+absl::Status CheckOptions(const HttpServerOptions& options) {
+  const auto at_least_one = [](absl::string_view field, int64_t value) {
+    return value >= 1 ? absl::OkStatus()
+                      : absl::InvalidArgumentError(absl::StrCat(
+                            "HttpServerOptions.", field, " = ", value, ": must be at least 1"));
+  };
+  RETURN_IF_ERROR(at_least_one("max_connections", options.max_connections));
+  RETURN_IF_ERROR(at_least_one("max_connections_per_peer", options.max_connections_per_peer));
+  RETURN_IF_ERROR(at_least_one("timeout (ms)", absl::ToInt64Milliseconds(options.timeout)));
+  RETURN_IF_ERROR(
+      at_least_one("head_timeout (ms)", absl::ToInt64Milliseconds(options.head_timeout)));
+  return absl::OkStatus();
+}
+
 struct Connection {
   int fd = -1;
+  std::string peer;  // PeerKey of the client
   std::string in;
   std::string out;
   size_t sent = 0;
-  bool responding = false;
-  absl::Time deadline;
+  bool responding = false;  // a complete head (or an error) was read; the answer is in `out`
+  absl::Time accepted;
+  absl::Time deadline;  // InfinitePast: close now
 };
+
+constexpr ptrdiff_t kAdmit = -1;
+constexpr ptrdiff_t kRefuse = -2;
+
+// Whether a newcomer from `peer` may join `connections` (oldest first): kAdmit; the index of the
+// connection to evict first (the peer's own oldest without a complete head when the peer is at
+// its cap, else the oldest such of any peer when all slots are taken); or kRefuse when none is
+// evictable.
+ptrdiff_t Admission(const std::vector<Connection>& connections, const std::string& peer,
+                    const HttpServerOptions& options) {
+  const auto of_peer = std::count_if(connections.begin(), connections.end(),
+                                     [&](const Connection& c) { return c.peer == peer; });
+  const bool peer_full = of_peer >= options.max_connections_per_peer;
+  if (!peer_full && static_cast<int>(connections.size()) < options.max_connections) {
+    return kAdmit;
+  }
+  for (size_t i = 0; i < connections.size(); ++i) {
+    if (!connections[i].responding && (!peer_full || connections[i].peer == peer)) {
+      return static_cast<ptrdiff_t>(i);
+    }
+  }
+  return kRefuse;
+}
+
+// Closes an evicted connection with a FIN rather than a reset: unread input is drained first.
+void CloseEvicted(int fd) {
+  ::shutdown(fd, SHUT_WR);
+  char buffer[4096];
+  while (::recv(fd, buffer, sizeof(buffer), 0) > 0) {
+  }
+  ::close(fd);
+}
 
 }  // namespace
 
@@ -130,6 +192,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(absl::string_view 
                                                               Handler handler,
                                                               HttpServerOptions options) {
   RETURN_IF_ERROR(CheckListenAddress(address));
+  RETURN_IF_ERROR(CheckOptions(options));
   std::string host, port;
   SplitHostPort(address, &host, &port);
   addrinfo hints{};
@@ -211,6 +274,7 @@ void HttpServer::Loop() {
   const auto respond = [&](Connection& c, const HttpResponse& response) {
     c.out = SerializeResponse(response);
     c.responding = true;
+    if (c.deadline != absl::InfinitePast()) c.deadline = c.accepted + options_.timeout;
   };
   while (!stop_.load()) {
     fds.clear();
@@ -289,7 +353,10 @@ void HttpServer::Loop() {
 
     if ((fds[1].revents & POLLIN) != 0) {
       while (true) {
-        const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        sockaddr_storage peer{};
+        socklen_t peer_length = sizeof(peer);
+        const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_length,
+                                 SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
           // EAGAIN: all taken. Out of descriptors: back off instead of spinning on poll.
           if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -297,13 +364,20 @@ void HttpServer::Loop() {
           }
           break;
         }
-        if (static_cast<int>(connections.size()) >= options_.max_connections) {
+        Connection c;
+        c.fd = fd;
+        c.peer = PeerKey(peer);
+        const ptrdiff_t admission = Admission(connections, c.peer, options_);
+        if (admission == kRefuse) {
           ::close(fd);
           continue;
         }
-        Connection c;
-        c.fd = fd;
-        c.deadline = absl::Now() + options_.timeout;
+        if (admission != kAdmit) {
+          CloseEvicted(connections[admission].fd);
+          connections.erase(connections.begin() + admission);
+        }
+        c.accepted = absl::Now();
+        c.deadline = c.accepted + std::min(options_.head_timeout, options_.timeout);
         connections.push_back(std::move(c));
       }
     }

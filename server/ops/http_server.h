@@ -1,7 +1,10 @@
 // A minimal HTTP/1.1 server for /metrics and /healthz: one thread multiplexing connections with
-// poll(2); GET only (405 otherwise), request head capped (431), a deadline per connection
-// (408 or closed), every response `Connection: close`. Not a general web server: no bodies,
-// no keep-alive, no TLS. Why not a library: see server/ops/metrics.h.
+// poll(2); GET only (405 otherwise), request head capped (431), a short deadline for the request
+// head and a longer one for the whole exchange (408 or closed), every response
+// `Connection: close`. Idle clients cannot blind it: a newcomer beyond the connection limits
+// evicts the oldest connection that has not yet sent a complete head, its own peer's first.
+// Not a general web server: no bodies, no keep-alive, no TLS. Why not a library: see
+// server/ops/metrics.h.
 #pragma once
 
 #include <atomic>
@@ -23,10 +26,16 @@ struct HttpResponse {
   std::string body;
 };
 
+// Connection limits. When a connection arrives from a peer (client IP) already holding
+// `max_connections_per_peer`, that peer's oldest connection without a complete request head is
+// closed; else, when `max_connections` are open, the oldest such connection of any peer is.
+// Only when no connection is evictable (all are being answered) is the newcomer closed.
 struct HttpServerOptions {
   size_t max_request_bytes = 8192;                 // request line + headers
   absl::Duration timeout = absl::Seconds(5);       // per connection, accept → response sent
-  int max_connections = 64;                        // more are closed right after accept
+  absl::Duration head_timeout = absl::Seconds(2);  // accept → complete request head (≤ timeout)
+  int max_connections = 64;                        // open at once, over all peers
+  int max_connections_per_peer = 8;                // open at once from one client IP
 };
 
 class HttpServer {
@@ -35,8 +44,9 @@ class HttpServer {
   using Handler = std::function<HttpResponse(absl::string_view path)>;
 
   // Binds `address` ("host:port", "[v6]:port" or ":port" for every interface; port 0 picks a
-  // free one) and starts serving. INVALID_ARGUMENT for a malformed address; the errno of a
-  // failing getaddrinfo/bind/listen, naming the address, otherwise.
+  // free one) and starts serving. INVALID_ARGUMENT for a malformed address or an option out of
+  // range (naming it); the errno of a failing getaddrinfo/bind/listen, naming the address,
+  // otherwise.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(absl::string_view address,
                                                            Handler handler,
                                                            HttpServerOptions options = {});

@@ -1,6 +1,7 @@
 // Happy paths of the control RPCs against one daemon per suite: info, health, reflection,
 // sessions (open, attach, keep-alive, list, close), regions, block sets, pools and stats.
 // Conversions are in conversion_test.cc.
+#include <google/protobuf/descriptor.h>
 #include <google/protobuf/unknown_field_set.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
@@ -29,6 +30,40 @@ class ApiTest : public SharedDaemonTest<ApiTest> {
                       "--lease_seconds=7"});
   }
 };
+
+// The status of a call of `method` ("/pkg.Service/Method") whose request bytes are `request`.
+grpc::Status RawCallStatus(const std::shared_ptr<grpc::Channel>& ch, const std::string& method,
+                           const std::string& request) {
+  grpc::GenericStub stub(ch);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  const auto deadline = absl::ToChronoTime(absl::Now() + absl::Seconds(5));
+  context.set_deadline(deadline);
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
+      stub.PrepareCall(&context, method, &cq);
+  grpc::Slice slice(request);
+  grpc::ByteBuffer out(&slice, 1);
+  grpc::Status status;
+  auto step = [&](const std::function<void(void*)>& start, intptr_t tag) {
+    start(reinterpret_cast<void*>(tag));
+    void* got = nullptr;
+    bool ok = false;
+    return cq.AsyncNext(&got, &ok, deadline) == grpc::CompletionQueue::GOT_EVENT && ok;
+  };
+  (void)(step([&](void* t) { call->StartCall(t); }, 1) &&
+         step([&](void* t) { call->Write(out, t); }, 2) &&
+         step([&](void* t) { call->WritesDone(t); }, 3));
+  call->Finish(&status, reinterpret_cast<void*>(4));
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.AsyncNext(&tag, &ok, deadline) == grpc::CompletionQueue::GOT_EVENT && tag !=
+                                                                                   reinterpret_cast<void*>(4)) {
+  }
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Info, health, reflection
@@ -376,6 +411,27 @@ TEST_F(ApiTest, GetStatsCountsSessionsRegionsAndExecutors) {
     EXPECT_EQ(e.queue_capacity(), 64u);
   }
   EXPECT_TRUE(cpu) << after.DebugString();
+}
+
+// Issue #13 defect 9: a request that is not a valid protobuf message is INVALID_ARGUMENT on
+// every method (gRPC answers INTERNAL by itself, which the API reserves for CUDA failures).
+TEST_F(ApiTest, MalformedRequestBytesAreInvalidArgumentOnEveryMethod) {
+  const std::string garbage("\xff\xff\xff\xff\x0f", 5);  // field 0, truncated varint
+  std::vector<std::string> methods = {"/grpc.health.v1.Health/Check"};
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName("kvshuttle.v1.Shuttle");
+  ASSERT_NE(service, nullptr);
+  for (int i = 0; i < service->method_count(); ++i) {
+    methods.push_back(absl::StrCat("/", service->full_name(), "/", service->method(i)->name()));
+  }
+  ASSERT_GE(methods.size(), 20u);
+  for (const std::string& method : methods) {
+    const grpc::Status status = RawCallStatus(client().channel(), method, garbage);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << method << ": " << status.error_code() << " " << status.error_message();
+    EXPECT_TRUE(absl::StrContains(status.error_message(), "not a valid")) << method;
+  }
+  KVS_ASSERT_OK(client().GetInfo());  // the daemon still answers
 }
 
 }  // namespace

@@ -51,6 +51,27 @@ TEST_F(CliTest, InfoJsonParses) {
   EXPECT_EQ(parsed.listen_address(), daemon_->target());
 }
 
+// The table form shows every budget with its limit and use (issue 13: "kvshuttle info shows
+// them and current use"); the JSON form carries the same numbers.
+TEST_F(CliTest, InfoShowsBudgetsAndTheirUse) {
+  KVS_ASSERT_OK_AND_ASSIGN(CommandResult info, Cli({"info"}));
+  ASSERT_TRUE(info.exited_ok()) << DescribeWaitStatus(info.wait_status) << "\n" << info.output;
+  for (const char* expected : {"BUDGET", "metadata", "maps", "pool_host", "per client",
+                               "per session", "fd channel"}) {
+    EXPECT_TRUE(absl::StrContains(info.output, expected)) << expected << "\n" << info.output;
+  }
+  KVS_ASSERT_OK_AND_ASSIGN(CommandResult json, Cli({"--json", "info"}));
+  v1::GetInfoResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.output, &parsed).ok())
+      << json.output;
+  ASSERT_FALSE(parsed.budgets().empty()) << json.output;
+  for (const v1::BudgetUsage& budget : parsed.budgets()) {
+    EXPECT_GT(budget.limit(), 0) << budget.name();
+    EXPECT_GE(budget.used(), 0) << budget.name();
+    EXPECT_LE(budget.used(), budget.limit()) << budget.name();
+  }
+}
+
 // Global flags may also follow the command.
 TEST_F(CliTest, JsonFlagAfterTheCommand) {
   KVS_ASSERT_OK_AND_ASSIGN(CommandResult info, Cli({"info", "--json"}));

@@ -280,11 +280,15 @@ int DaemonProcess::CountOpenFds() const {
   return ec ? -1 : count;
 }
 
-int64_t DaemonProcess::VmRssKiB() const {
+int64_t DaemonProcess::VmRssKiB() const { return StatusField("VmRSS:"); }
+int64_t DaemonProcess::VmHwmKiB() const { return StatusField("VmHWM:"); }
+int64_t DaemonProcess::Threads() const { return StatusField("Threads:"); }
+
+int64_t DaemonProcess::StatusField(absl::string_view field) const {
   std::ifstream status(absl::StrCat("/proc/", pid(), "/status"));
   for (std::string line; std::getline(status, line);) {
     absl::string_view rest = line;
-    if (!absl::ConsumePrefix(&rest, "VmRSS:")) continue;
+    if (!absl::ConsumePrefix(&rest, field)) continue;
     rest = absl::StripAsciiWhitespace(rest);
     absl::ConsumeSuffix(&rest, "kB");
     int64_t kib = 0;

@@ -116,11 +116,15 @@ class DaemonProcess {
   int CountMappings(absl::string_view needle = "/dev/shm/kvshuttle-") const;
   // Entries of /proc/<pid>/fd; -1 when unreadable.
   int CountOpenFds() const;
-  // VmRSS of /proc/<pid>/status in KiB; -1 when unreadable.
+  // VmRSS (resident) and VmHWM (peak resident) of /proc/<pid>/status in KiB, and its thread
+  // count; -1 when unreadable.
   int64_t VmRssKiB() const;
+  int64_t VmHwmKiB() const;
+  int64_t Threads() const;
 
  private:
   DaemonProcess() = default;
+  int64_t StatusField(absl::string_view field) const;
 
   std::unique_ptr<ChildProcess> child_;
   std::string socket_path_;

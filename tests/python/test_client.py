@@ -3,6 +3,7 @@ regions over shared memory, futures (wait / done / result / cancel), shared-memo
 the block-set helpers' argument checks."""
 from __future__ import annotations
 
+import fcntl
 import gc
 import os
 import time
@@ -311,19 +312,37 @@ def test_submit_of_nothing_is_done_at_once(session: kvshuttle.Session) -> None:
 # Shared memory
 
 
-def test_shm_objects_are_private_and_go_with_their_arrays() -> None:
+def _fd_of(name: str) -> str | None:
+    """The /proc/self/fd entry of this process's memfd `name`, or None."""
+    for entry in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{entry}") == f"/memfd:{name} (deleted)":
+                return entry
+        except OSError:
+            continue
+    return None
+
+
+def test_host_objects_are_sealed_private_memfds_that_go_with_their_arrays() -> None:
     array = kvshuttle.shm_empty((32,), np.float64)
     location = kvshuttle.shm.find(array.ctypes.data, array.nbytes)
     assert location is not None and location.offset == 0
-    path = "/dev/shm" + location.name
-    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert not os.path.exists("/dev/shm/" + location.name), "memfds have no name in /dev/shm"
+    fd = kvshuttle.shm.dup_fd(location.name)
+    try:
+        assert os.fstat(fd).st_mode & 0o777 == 0o600
+        assert fcntl.fcntl(fd, fcntl.F_GET_SEALS) == kvshuttle.shm.SEALS
+        with pytest.raises(PermissionError):
+            os.ftruncate(fd, 0)  # sealed: nobody can shrink memory the daemon maps
+    finally:
+        os.close(fd)
     view = array[8:]
     del array
     gc.collect()
-    assert os.path.exists(path), "a view keeps the object"
+    assert _fd_of(location.name) is not None, "a view keeps the object"
     del view
     gc.collect()
-    assert not os.path.exists(path)
+    assert _fd_of(location.name) is None
     assert kvshuttle.shm.find(location.offset, 1) is None
 
 
@@ -332,12 +351,56 @@ def test_closed_segment_can_no_longer_be_registered(session: kvshuttle.Session) 
     array = segment.array((16, 16), np.float16)
     assert kvshuttle.shm.find(array.ctypes.data, array.nbytes).name == segment.name
     segment.close()
-    assert not os.path.exists("/dev/shm" + segment.name)
+    with pytest.raises(ValueError, match="is closed"):
+        kvshuttle.shm.dup_fd(segment.name)  # (Python < 3.13's mmap keeps a private dup)
     array[...] = 1  # still mapped here
     with pytest.raises(ValueError, match="is not kvshuttle shared memory"):
         session.register_tensor(array)
     with pytest.raises(ValueError, match="is closed"):
         segment.array((1,))
+
+
+def test_host_memory_reaches_the_daemon_as_a_memfd(session: kvshuttle.Session) -> None:
+    src = kvshuttle.shm_empty((4096,), np.uint8)
+    src[...] = np.arange(4096) % 251
+    registration = session.register_tensor(src)
+    try:
+        [region] = registration.regions
+        assert region.memory == "host" and region.size == 4096, region
+    finally:
+        registration.release()
+
+
+def test_unsealed_memfd_is_refused(session: kvshuttle.Session) -> None:
+    fd = os.memfd_create("kvshuttle-test-unsealed", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, 8192)
+        with pytest.raises(kvshuttle.FailedPreconditionError, match="SHRINK"):
+            session.register_fd(fd, 0, 4096)
+    finally:
+        os.close(fd)
+
+
+def test_side_channel_refuses_a_token_twice_and_an_unknown_token(
+        session: kvshuttle.Session) -> None:
+    segment = kvshuttle.SharedMemory(4096)
+    fd = segment.dup_fd()
+    try:
+        grant = session._call("CreateFdToken", pb.CreateFdTokenRequest())
+        kvshuttle.fdchannel.send_fds(grant.socket_path, grant.token, [fd])
+        with pytest.raises(kvshuttle.FailedPreconditionError):
+            kvshuttle.fdchannel.send_fds(grant.socket_path, grant.token, [fd])
+        with pytest.raises(kvshuttle.NotFoundError):
+            kvshuttle.fdchannel.send_fds(grant.socket_path, b"\0" * 16, [fd])
+        with pytest.raises(ValueError, match="16"):
+            kvshuttle.fdchannel.send_fds(grant.socket_path, b"short", [fd])
+        region = session.register_memfd(grant.token, 0, 0, 4096)
+        assert region.size == 4096
+        with pytest.raises(kvshuttle.KvshuttleError):
+            session.register_memfd(grant.token, 0, 0, 4096)  # each descriptor is used once
+    finally:
+        os.close(fd)
+        segment.close()
 
 
 def test_arena_aligns_and_refuses_overflow() -> None:

@@ -120,7 +120,7 @@ def test_chunks_sharing_one_allocation_share_one_region(kit) -> None:
     universals = _buffers(kit, s, (s.nh, s.nl, s.no, s.nt, s.hd), "f16", rng, fill=False)
     seen_regions: list[int] = []
     session = kit.session
-    original = session.register_shm if kit.memory == "host" else session.register_cuda_ipc
+    original = session.register_memfd if kit.memory == "host" else session.register_cuda_ipc
 
     def counting(*args, **kwargs):
         region = original(*args, **kwargs)
