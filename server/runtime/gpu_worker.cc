@@ -1,11 +1,14 @@
-// The worker of one GPU: a thread that takes batches of tasks from the queue, launches each on
-// its one non-blocking stream through the Converter, records an event after each, and reports
-// completions in order. Once the device is in a sticky error state every later task fails fast
-// with INTERNAL.
+// The worker of one GPU: a launch thread takes tasks from the queue and puts each on its one
+// non-blocking stream through the Converter, with an event recorded after it; a completion
+// thread waits for those events in launch order and reports each job done. The launch thread
+// never waits for the GPU (only for a free slot of kMaxInFlight), so the next job is on the
+// stream while the previous one runs. Once the device is in a sticky error state every later
+// task fails fast with INTERNAL.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,8 +30,9 @@
 namespace kvshuttle {
 namespace {
 
-// Most tasks taken from the queue (and launched ahead of the first completion) at once.
+// Most tasks taken from the queue at once, and most launched but not yet completed.
 constexpr int kMaxBatch = 64;
+constexpr size_t kMaxInFlight = 64;
 
 // A client's CUDA IPC event (JobTask::completion_event), opened for one record. Opening per
 // job keeps nothing of a client alive past its job; the driver keeps a destroyed event valid
@@ -133,14 +137,25 @@ class GpuWorker : public QueuedExecutor {
   void Loop() {
     const cudaError_t set = cudaSetDevice(ordinal_);
     if (set != cudaSuccess) MarkSticky(set, "cudaSetDevice in the worker thread");
+    std::thread completer([this] { CompleteLoop(); });
     while (true) {
       std::vector<std::unique_ptr<JobTask>> batch = queue_.PopBatch(kMaxBatch);
       if (batch.empty()) break;  // closed and drained
-      std::vector<Launched> launched;
-      launched.reserve(batch.size());
-      for (std::unique_ptr<JobTask>& task : batch) Launch(std::move(task), launched);
-      for (Launched& l : launched) FinishLaunched(l);
+      for (std::unique_ptr<JobTask>& task : batch) {
+        std::optional<Launched> l = Launch(std::move(task));
+        if (!l.has_value()) continue;
+        std::unique_lock<std::mutex> lock(mu_);
+        slot_free_.wait(lock, [this] { return in_flight_.size() < kMaxInFlight; });
+        in_flight_.push_back(std::move(*l));
+        launched_.notify_one();
+      }
     }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      launcher_done_ = true;
+    }
+    launched_.notify_one();
+    completer.join();
     {
       std::lock_guard<std::mutex> lock(exit_mutex_);
       exited_ = true;
@@ -148,24 +163,42 @@ class GpuWorker : public QueuedExecutor {
     exited_cv_.notify_all();
   }
 
-  // Launches `task` and appends it to `launched`, or completes it right away when it is
-  // dropped, fails to launch, or the device is unusable.
-  void Launch(std::unique_ptr<JobTask> task, std::vector<Launched>& launched) {
+  // The completion thread: finishes launched tasks in launch order as their events complete.
+  void CompleteLoop() {
+    const cudaError_t set = cudaSetDevice(ordinal_);
+    if (set != cudaSuccess) MarkSticky(set, "cudaSetDevice in the completion thread");
+    while (true) {
+      Launched l;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        launched_.wait(lock, [this] { return !in_flight_.empty() || launcher_done_; });
+        if (in_flight_.empty()) return;  // the launcher is done and nothing is left
+        l = std::move(in_flight_.front());
+        in_flight_.pop_front();
+      }
+      slot_free_.notify_one();
+      FinishLaunched(l);
+    }
+  }
+
+  // Launches `task` and returns it as launched, or completes it right away (and returns
+  // nothing) when it is dropped, fails to launch, or the device is unusable.
+  std::optional<Launched> Launch(std::unique_ptr<JobTask> task) {
     const absl::Time launch = absl::Now();
     if (std::optional<JobOutcome> dropped = DropOutcome(*task, launch)) {
       Finish(std::move(task), *dropped);
-      return;
+      return std::nullopt;
     }
     if (aborting() || (task->cancelled != nullptr && task->cancelled->stop_requested())) {
       Finish(std::move(task), StoppedOutcome(*task, launch));
-      return;
+      return std::nullopt;
     }
     JobOutcome failed;
     failed.queued = launch - task->submitted;
-    if (!sticky_.ok()) {
-      failed.status = sticky_;
+    if (absl::Status sticky = Sticky(); !sticky.ok()) {
+      failed.status = sticky;
       Finish(std::move(task), failed);
-      return;
+      return std::nullopt;
     }
     // The client's event is opened before anything goes on the stream: a bad handle fails
     // the job without running it.
@@ -175,7 +208,7 @@ class GpuWorker : public QueuedExecutor {
                                    absl::StrCat("job ", task->job_id, ": ",
                                                 client_event.status().message()));
       Finish(std::move(task), failed);
-      return;
+      return std::nullopt;
     }
     const absl::StatusOr<Backend> backend =
         converter_->Enqueue(task->plan, LaunchOptions{task->backend, task->max_sms}, stream_);
@@ -191,11 +224,15 @@ class GpuWorker : public QueuedExecutor {
       failed.status = absl::Status(
           status.code(), absl::StrCat("job ", task->job_id, " on ", name_, ": ", status.message()));
       failed.run = absl::Now() - launch;
+      if (event != nullptr) {  // recorded, and complete after the synchronize: reusable
+        std::lock_guard<std::mutex> lock(mu_);
+        free_events_.push_back(event);
+      }
       Finish(std::move(task), failed);
-      return;
+      return std::nullopt;
     }
     if (task->launched) task->launched();
-    launched.push_back(Launched{std::move(task), event, *backend, launch});
+    return Launched{std::move(task), event, *backend, launch};
   }
 
   // Waits for a launched task's event and completes it.
@@ -206,25 +243,32 @@ class GpuWorker : public QueuedExecutor {
     outcome.queued = l.launch - l.task->submitted;
     outcome.run = absl::Now() - l.launch;
     if (error == cudaSuccess) {
+      std::lock_guard<std::mutex> lock(mu_);
       free_events_.push_back(l.event);
     } else {
       // Errors of asynchronous work are sticky: the context is unusable from now on.
       MarkSticky(error, absl::StrCat("job ", l.task->job_id));
-      outcome.status = sticky_;
+      outcome.status = Sticky();
       cudaEventDestroy(l.event);
     }
     Finish(std::move(l.task), outcome);
   }
 
   absl::Status RecordEvent(cudaEvent_t* event) {
-    if (free_events_.empty()) {
+    *event = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_events_.empty()) {
+        *event = free_events_.back();
+        free_events_.pop_back();
+      }
+    }
+    if (*event == nullptr) {
       CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(event, cudaEventDisableTiming));
-    } else {
-      *event = free_events_.back();
-      free_events_.pop_back();
     }
     const cudaError_t error = cudaEventRecord(*event, stream_);
     if (error != cudaSuccess) {
+      std::lock_guard<std::mutex> lock(mu_);
       free_events_.push_back(*event);
       *event = nullptr;
       return CudaStatus(error, "cudaEventRecord after the copy");
@@ -239,7 +283,13 @@ class GpuWorker : public QueuedExecutor {
     cudaGetLastError();  // clears a non-sticky launch error; a sticky one stays
   }
 
+  absl::Status Sticky() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return sticky_;
+  }
+
   void MarkSticky(cudaError_t error, absl::string_view context) {
+    std::lock_guard<std::mutex> lock(mu_);
     if (!sticky_.ok()) return;
     sticky_ = absl::InternalError(absl::StrCat(
         name_, " is in a CUDA error state since ", context, ": ", cudaGetErrorName(error), " (",
@@ -255,7 +305,12 @@ class GpuWorker : public QueuedExecutor {
   std::mutex exit_mutex_;
   std::condition_variable exited_cv_;
   bool exited_ = false;
-  // Only the worker thread touches these while it runs.
+  // Shared by the launch and the completion thread.
+  std::mutex mu_;
+  std::condition_variable launched_;   // in_flight_ grew, or the launcher is done
+  std::condition_variable slot_free_;  // in_flight_ shrank
+  std::deque<Launched> in_flight_;     // launch order
+  bool launcher_done_ = false;
   std::vector<cudaEvent_t> free_events_;
   absl::Status sticky_;
 };
