@@ -34,6 +34,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -55,6 +57,9 @@ ABSL_FLAG(std::string, out, "", "JSON report path (empty: none)");
 ABSL_FLAG(std::string, commit, "unknown", "commit of the daemon and this build");
 ABSL_FLAG(double, case_seconds, 0.4, "measuring time per daemon case");
 ABSL_FLAG(std::string, shapes, "", "comma list of shapes (default: all, or llama70b with --quick)");
+ABSL_FLAG(std::string, paths, "channel,unary",
+          "client paths to measure: channel (attached session: submit over the streaming "
+          "channel, completion as its job_done event) and unary (SubmitBatch + Wait RPCs)");
 
 namespace kvshuttle::bench {
 namespace {
@@ -155,7 +160,7 @@ absl::StatusOr<std::unique_ptr<ClientKit>> MakeClient(const std::string& target,
   auto c = std::make_unique<ClientKit>();
   ASSIGN_OR_RETURN(c->client, Client::Connect(target, absl::Seconds(10)));
   ASSIGN_OR_RETURN(c->session,
-                   Session::Open(*c->client, absl::StrCat("daemon-bench-", index), false));
+                   Session::Open(*c->client, absl::StrCat("daemon-bench-", index), true));
   ASSIGN_OR_RETURN(v1::RegisterRegionResponse region,
                    c->session->RegisterCudaIpcRegion(kit.cache->ipc_handle(),
                                                      kit.cache->gpu_uuid(), 0,
@@ -234,6 +239,7 @@ absl::Status CheckByteExact(const ShapeKit& kit, ClientKit& c, int memory) {
   }
   RETURN_IF_ERROR(RunOne(*c.session, out));
   RETURN_IF_ERROR(RunOne(*c.session, in));
+  (void)c.session->TakeEvents();
   std::vector<uint8_t> a(kit.chunk_bytes), b(kit.chunk_bytes);
   const int64_t slots = AddressesPerBlock(LayoutKind::kNHDStack, kit.shape.shape);
   for (int p = 0; p < kBlocks; ++p) {
@@ -333,7 +339,7 @@ struct DaemonResult {
 // `clients` clients × `inflight` loops of SubmitBatch + Wait for `seconds`.
 DaemonResult MeasureDaemon(std::vector<std::unique_ptr<ClientKit>>& clients, int nclients,
                            int memory, bool offload, int nb, int inflight, double seconds,
-                           uint64_t block_bytes) {
+                           uint64_t block_bytes, bool channel) {
   std::mutex mu;
   std::vector<double> latency, submit, queue, run, completion;
   std::atomic<int64_t> jobs{0}, errors{0};
@@ -350,14 +356,25 @@ DaemonResult MeasureDaemon(std::vector<std::unique_ptr<ClientKit>>& clients, int
           v1::SubmitBatchRequest batch;
           *batch.add_jobs() = MakeJob(kit, memory, offload, nb, k);
           const absl::Time t0 = absl::Now();
-          absl::StatusOr<v1::SubmitBatchResponse> submitted = kit.session->SubmitBatch(batch);
+          absl::StatusOr<v1::SubmitBatchResponse> submitted =
+              channel ? kit.session->SubmitBatch(batch) : kit.session->SubmitBatchUnary(batch);
           const absl::Time t1 = absl::Now();
-          absl::StatusOr<v1::WaitResponse> done =
-              submitted.ok() ? kit.session->Wait(submitted->job_ids(), absl::Seconds(60))
-                             : absl::StatusOr<v1::WaitResponse>(submitted.status());
+          absl::StatusOr<v1::JobResult> done = submitted.status();
+          if (submitted.ok() && channel) {
+            done = kit.session->AwaitJob(submitted->job_ids(0), absl::Seconds(60));
+          } else if (submitted.ok()) {
+            absl::StatusOr<v1::WaitResponse> waited =
+                kit.session->Wait(submitted->job_ids(), absl::Seconds(60));
+            if (!waited.ok()) {
+              done = waited.status();
+            } else if (waited->results_size() == 1) {
+              done = waited->results(0);
+            } else {
+              done = absl::InternalError(waited->DebugString());
+            }
+          }
           const absl::Time t2 = absl::Now();
-          if (!done.ok() || done->results_size() != 1 ||
-              done->results(0).state() != v1::JOB_DONE) {
+          if (!done.ok() || done->state() != v1::JOB_DONE) {
             ++errors;
             std::lock_guard<std::mutex> lock(mu);
             if (first_error.empty()) {
@@ -365,7 +382,9 @@ DaemonResult MeasureDaemon(std::vector<std::unique_ptr<ClientKit>>& clients, int
             }
             continue;
           }
-          const v1::JobResult& r = done->results(0);
+          // The unary path does not use the session's job_done events: drop them.
+          if (!channel) (void)kit.session->TakeEvents();
+          const v1::JobResult& r = *done;
           const double total = absl::ToDoubleMicroseconds(t2 - t0);
           const double sub = absl::ToDoubleMicroseconds(t1 - t0);
           my_latency.push_back(total);
@@ -449,9 +468,22 @@ std::string DeviceJson() {
   char date[64];
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  // The NVIDIA driver's version, as nvidia-smi shows it ("580.159.04").
+  std::string nvidia = "unknown";
+  std::ifstream version("/proc/driver/nvidia/version");
+  std::string line;
+  if (std::getline(version, line)) {
+    for (absl::string_view word : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
+      if (!word.empty() && absl::ascii_isdigit(word[0]) && absl::StrContains(word, '.')) {
+        nvidia = std::string(word);
+        break;
+      }
+    }
+  }
   return absl::StrFormat(
-      "\"device\":\"%s\",\"sms\":%d,\"cuda_driver\":%d,\"cuda_runtime\":%d,\"date\":\"%s\"",
-      prop.name, prop.multiProcessorCount, driver, runtime, date);
+      "\"device\":\"%s\",\"sms\":%d,\"driver\":\"%s\",\"cuda_driver\":%d,"
+      "\"cuda_runtime\":%d,\"date\":\"%s\"",
+      prop.name, prop.multiProcessorCount, nvidia, driver, runtime, date);
 }
 
 absl::Status Main() {
@@ -469,9 +501,15 @@ absl::Status Main() {
   cudaStream_t stream = nullptr;
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   const std::vector<CaseSpec> cases = Cases(quick, shapes);
+  const std::vector<std::string> paths = absl::StrSplit(absl::GetFlag(FLAGS_paths), ',');
+  for (const std::string& path : paths) {
+    if (path != "channel" && path != "unary") {
+      return absl::InvalidArgumentError("--paths: unknown path " + path);
+    }
+  }
   std::vector<std::string> json_cases;
-  std::printf("%-9s %-4s %-7s %4s %3s %3s | %8s %6s %6s | %9s %9s | %7s %7s %7s %7s %7s\n",
-              "shape", "pool", "dir", "nb", "inf", "cli", "GB/s", "x mcpy", "x kern",
+  std::printf("%-9s %-4s %-7s %4s %3s %3s %-7s | %8s %6s %6s | %9s %9s | %7s %7s %7s %7s %7s\n",
+              "shape", "pool", "dir", "nb", "inf", "cli", "path", "GB/s", "x mcpy", "x kern",
               "lat p50", "lat p99", "submit", "queue", "run", "compl", "mcpy us");
   size_t done = 0;
   for (const std::string& shape_name : shapes) {
@@ -506,16 +544,19 @@ absl::Status Main() {
                    c.offload ? "offload" : "onboard", c.nb, c.inflight, c.clients);
       ASSIGN_OR_RETURN(const Baselines b,
                        MeasureBaselines(*kit, *conv, stream, c.memory, c.offload, c.nb));
+      for (const std::string& path : paths) {
       const DaemonResult d =
           MeasureDaemon(clients, c.clients, c.memory, c.offload, c.nb, c.inflight,
-                        quick ? 0.25 : absl::GetFlag(FLAGS_case_seconds), kit->block_bytes);
+                        quick ? 0.25 : absl::GetFlag(FLAGS_case_seconds), kit->block_bytes,
+                        path == "channel");
       if (d.errors > 0) {
         return absl::InternalError(absl::StrCat(d.errors, " daemon jobs failed: ", d.first_error));
       }
-      std::printf("%-9s %-4s %-7s %4d %3d %3d | %8.1f %6.3f %6.3f | %9.1f %9.1f | %7.1f %7.1f "
-                  "%7.1f %7.1f %7.1f\n",
+      std::printf("%-9s %-4s %-7s %4d %3d %3d %-7s | %8.1f %6.3f %6.3f | %9.1f %9.1f | %7.1f "
+                  "%7.1f %7.1f %7.1f %7.1f\n",
                   c.shape.c_str(), c.memory == 0 ? "dev" : "host",
-                  c.offload ? "offload" : "onboard", c.nb, c.inflight, c.clients, d.gbps,
+                  c.offload ? "offload" : "onboard", c.nb, c.inflight, c.clients, path.c_str(),
+                  d.gbps,
                   d.gbps / b.memcpy_gbps, d.gbps / b.kernel_gbps, d.latency_us.p50,
                   d.latency_us.p99, d.submit_us.p50, d.queue_us.p50, d.run_us.p50,
                   d.completion_us.p50, b.memcpy_us);
@@ -525,13 +566,14 @@ absl::Status Main() {
           "\"clients\":%d,\"bytes_per_job\":%d,\"jobs\":%d,\"gbps\":%.2f,\"memcpy_gbps\":%.2f,"
           "\"memcpy_us\":%.2f,\"kernel_gbps\":%.2f,\"ratio_memcpy\":%.4f,\"ratio_kernel\":%.4f,"
           "\"jobs_per_second\":%.1f,\"latency_us\":%s,\"submit_us\":%s,\"queue_us\":%s,"
-          "\"run_us\":%s,\"completion_us\":%s}",
+          "\"run_us\":%s,\"completion_us\":%s,\"path\":\"%s\"}",
           c.shape, c.memory == 0 ? "device" : "host", c.offload ? "offload" : "onboard", c.nb,
           c.inflight, c.clients, kit->block_bytes * c.nb, d.jobs, d.gbps, b.memcpy_gbps,
           b.memcpy_us, b.kernel_gbps, d.gbps / b.memcpy_gbps, d.gbps / b.kernel_gbps,
           d.gbps * 1e9 / static_cast<double>(kit->block_bytes * c.nb), StatsJson(d.latency_us),
           StatsJson(d.submit_us), StatsJson(d.queue_us), StatsJson(d.run_us),
-          StatsJson(d.completion_us)));
+          StatsJson(d.completion_us), path));
+      }
     }
     for (auto& c : clients) {
       for (const std::string& pool : c->pool) {

@@ -1,5 +1,5 @@
 // Client and Session: channel setup, the gRPC → absl::Status mapping, and the session's
-// background thread (Attach reader or KeepAlive loop).
+// background thread (streaming-channel reader or KeepAlive loop).
 #include "client/client.h"
 
 #include <algorithm>
@@ -174,18 +174,29 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Open(Client& client,
 }
 
 absl::Status Session::StartAttach() {
-  thread_ = std::thread(&Session::AttachLoop, this);
+  channel_ = client_.stub().Channel(&attach_context_);
+  v1::ChannelRequest open;
+  open.set_open(id_);
+  if (!channel_->Write(open)) {
+    // The stream is broken already; Finish says why.
+    absl::Status status = FromGrpcStatus(channel_->Finish());
+    std::lock_guard<std::mutex> lock(write_mu_);
+    channel_closed_ = true;
+    return absl::Status(status.code(),
+                        absl::StrCat("Channel ended before `open` was sent: ", status.ToString()));
+  }
+  thread_ = std::thread(&Session::ChannelLoop, this);
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, absl::ToChronoNanoseconds(client_.call_timeout()),
                [this] { return attached_event_ || stream_ended_; });
   if (attached_event_) return absl::OkStatus();
   if (stream_ended_) {
     return absl::Status(stream_status_.code(),
-                        absl::StrCat("Attach ended before the attached event: ",
+                        absl::StrCat("Channel ended before the attached event: ",
                                      stream_status_.ToString()));
   }
   return absl::DeadlineExceededError(
-      absl::StrCat("Attach: no attached event within ",
+      absl::StrCat("Channel: no attached event within ",
                    absl::FormatDuration(client_.call_timeout())));
 }
 
@@ -202,31 +213,100 @@ Session::~Session() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Session::AttachLoop() {
-  v1::AttachRequest request;
-  request.set_session_id(id_);
-  std::unique_ptr<grpc::ClientReader<v1::SessionEvent>> reader =
-      client_.stub().Attach(&attach_context_, request);
-  v1::SessionEvent event;
-  while (reader->Read(&event)) {
+void Session::ChannelLoop() {
+  v1::ChannelEvent event;
+  while (channel_->Read(&event)) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (event.has_attached()) {
-        attached_event_ = true;
-      } else if (event.has_job_done()) {
-        events_.push_back(std::move(*event.mutable_job_done()));
+      switch (event.event_case()) {
+        case v1::ChannelEvent::kAttached:
+          attached_event_ = true;
+          break;
+        case v1::ChannelEvent::kJobDone:
+          events_.push_back(std::move(*event.mutable_job_done()));
+          break;
+        case v1::ChannelEvent::kAccepted: {
+          auto it = submits_.find(event.accepted().tag());
+          if (it != submits_.end()) {
+            v1::SubmitBatchResponse response;
+            response.mutable_job_ids()->Swap(event.mutable_accepted()->mutable_job_ids());
+            it->second = std::move(response);
+          }
+          break;
+        }
+        case v1::ChannelEvent::kRejected: {
+          auto it = submits_.find(event.rejected().tag());
+          if (it != submits_.end()) {
+            it->second = absl::Status(static_cast<absl::StatusCode>(event.rejected().code()),
+                                      event.rejected().message());
+          }
+          break;
+        }
+        case v1::ChannelEvent::kClosing:
+          closing_ = absl::Status(static_cast<absl::StatusCode>(event.closing().code()),
+                                  event.closing().message());
+          break;
+        case v1::ChannelEvent::EVENT_NOT_SET:
+          break;
       }
     }
     cv_.notify_all();
   }
-  absl::Status status = FromGrpcStatus(reader->Finish());
+  absl::Status status;
+  {
+    std::lock_guard<std::mutex> write_lock(write_mu_);
+    channel_closed_ = true;
+    status = FromGrpcStatus(channel_->Finish());
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     stream_ended_ = true;
-    stream_status_ = std::move(status);
+    // The daemon's stated reason, when it gave one, says more than the CANCELLED it ends with.
+    stream_status_ = closing_.ok() ? std::move(status) : closing_;
     lost_ = !stopping_;
   }
   cv_.notify_all();
+}
+
+absl::StatusOr<v1::SubmitBatchResponse> Session::SubmitOverChannel(
+    v1::SubmitBatchRequest request) {
+  // A batch over the daemon's message cap would end the channel (and the session with it):
+  // large batches take the unary call, whose refusal costs only that call. They gain nothing
+  // from the channel anyway (planning them costs more than a call).
+  if (request.ByteSizeLong() > kMaxChannelSubmitBytes) return SubmitBatchUnary(std::move(request));
+  const absl::Duration timeout = client_.call_timeout();
+  v1::ChannelRequest message;
+  v1::ChannelSubmit* submit = message.mutable_submit();
+  submit->mutable_jobs()->Swap(request.mutable_jobs());
+  submit->set_timeout_seconds(absl::ToDoubleSeconds(timeout));
+  uint64_t tag = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tag = ++next_tag_;
+    submits_.emplace(tag, std::nullopt);
+  }
+  submit->set_tag(tag);
+  bool written = false;
+  {
+    std::lock_guard<std::mutex> write_lock(write_mu_);
+    written = !channel_closed_ && channel_->Write(message);
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (written) {
+    cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+                 [&] { return submits_[tag].has_value() || stream_ended_; });
+  }
+  std::optional<absl::StatusOr<v1::SubmitBatchResponse>> answer = std::move(submits_[tag]);
+  submits_.erase(tag);
+  if (answer.has_value()) return *std::move(answer);
+  if (stream_ended_ || !written) {
+    return absl::UnavailableError(absl::StrCat(
+        "SubmitBatch: the session's channel ended (", stream_status_.ToString(),
+        "); whether the batch was queued is unknown"));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "SubmitBatch: no answer on the channel within ", absl::FormatDuration(timeout),
+      "; whether the batch was queued is unknown"));
 }
 
 void Session::KeepAliveLoop() {
@@ -246,6 +326,33 @@ std::vector<v1::JobResult> Session::TakeEvents() {
   std::vector<v1::JobResult> events;
   events.swap(events_);
   return events;
+}
+
+absl::StatusOr<v1::JobResult> Session::AwaitJob(uint64_t job_id, absl::Duration timeout) {
+  if (!attach_) {
+    return absl::FailedPreconditionError(
+        "AwaitJob: the session is not attached (completions come only through Wait)");
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  auto find = [&] {
+    return std::find_if(events_.begin(), events_.end(),
+                        [job_id](const v1::JobResult& r) { return r.job_id() == job_id; });
+  };
+  auto it = events_.end();
+  cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+               [&] { return (it = find()) != events_.end() || stream_ended_; });
+  if (it == events_.end()) it = find();
+  if (it != events_.end()) {
+    v1::JobResult result = std::move(*it);
+    events_.erase(it);
+    return result;
+  }
+  if (stream_ended_) {
+    return absl::UnavailableError(absl::StrCat("AwaitJob: the session's channel ended (",
+                                               stream_status_.ToString(), ")"));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("AwaitJob: job ", job_id, " did not complete within ",
+                                                  absl::FormatDuration(timeout)));
 }
 
 bool Session::WaitForEvents(size_t count, absl::Duration timeout) {
@@ -428,6 +535,12 @@ absl::StatusOr<v1::FreeBlocksResponse> Session::FreeBlocks(absl::string_view poo
 }
 
 absl::StatusOr<v1::SubmitBatchResponse> Session::SubmitBatch(v1::SubmitBatchRequest request) {
+  if (attach_) return SubmitOverChannel(std::move(request));
+  return SubmitBatchUnary(std::move(request));
+}
+
+absl::StatusOr<v1::SubmitBatchResponse> Session::SubmitBatchUnary(
+    v1::SubmitBatchRequest request) {
   request.set_session_id(id_);
   return client_.Call(&v1::Shuttle::Stub::SubmitBatch, request);
 }

@@ -12,7 +12,9 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -132,9 +134,13 @@ class Client {
   absl::Duration call_timeout_ = kDefaultCallTimeout;
 };
 
-// One session (RAII). Attached sessions live as long as their background Attach stream and
-// collect job completions from it; others renew their lease every lease/3 from a background
-// thread. The destructor closes the session (best effort) and joins the thread. Every method
+// Batches larger than this (serialized) go through the unary SubmitBatch even on an attached
+// session: a message over the daemon's cap ends a stream, but only fails a unary call.
+inline constexpr size_t kMaxChannelSubmitBytes = size_t{256} << 10;
+
+// One session (RAII). Attached sessions live as long as their streaming channel (proto
+// Channel), submit over it and collect job completions from it; others renew their lease every
+// lease/3 from a background thread. The destructor closes the session (best effort) and joins the thread. Every method
 // fills in session_id; all are thread-safe.
 class Session {
  public:
@@ -200,11 +206,15 @@ class Session {
   absl::StatusOr<v1::FreeBlocksResponse> FreeBlocks(absl::string_view pool,
                                                     absl::Span<const uint32_t> block_ids);
 
-  // Jobs. SubmitBatch overwrites request.session_id. Wait asks the daemon to wait up to
+  // Jobs. SubmitBatch overwrites request.session_id; on an attached session it goes over the
+  // session's streaming channel (no unary call; the job deadline is the client's call timeout,
+  // as for the unary call), else it is the SubmitBatch RPC. Wait asks the daemon to wait up to
   // `timeout` (the call deadline is stretched to cover it); unfinished jobs show their state.
   // `until_launched`: return once every job's copies are on its GPU stream (JobResult.launched)
   // or it finished — the moment a client stream may wait on the job's completion_event.
   absl::StatusOr<v1::SubmitBatchResponse> SubmitBatch(v1::SubmitBatchRequest request);
+  // Always the unary SubmitBatch RPC (attached or not).
+  absl::StatusOr<v1::SubmitBatchResponse> SubmitBatchUnary(v1::SubmitBatchRequest request);
   absl::StatusOr<v1::WaitResponse> Wait(absl::Span<const uint64_t> job_ids,
                                         absl::Duration timeout, bool until_launched = false);
   absl::StatusOr<v1::CancelJobsResponse> CancelJobs(absl::Span<const uint64_t> job_ids);
@@ -216,13 +226,17 @@ class Session {
 
   // Attached sessions: the job completions received so far, removed from the session.
   std::vector<v1::JobResult> TakeEvents();
+  // Attached sessions: waits up to `timeout` for the completion of job `job_id` and takes it
+  // (it is no longer among TakeEvents'). DEADLINE_EXCEEDED when it does not come in time,
+  // UNAVAILABLE when the channel ended first, FAILED_PRECONDITION on an unattached session.
+  absl::StatusOr<v1::JobResult> AwaitJob(uint64_t job_id, absl::Duration timeout);
   // Blocks until at least `count` completions are waiting in TakeEvents, the stream ends or
   // `timeout` passes; true when `count` are waiting.
   bool WaitForEvents(size_t count, absl::Duration timeout);
-  // OK while the Attach stream is open (or for unattached sessions); its final status after.
+  // OK while the channel is open (or for unattached sessions); its final status after.
   absl::Status StreamStatus() const;
 
-  // True once the daemon no longer holds this session: its Attach stream ended (the daemon
+  // True once the daemon no longer holds this session: its channel ended (the daemon
   // died, drained or closed it), or, unattached, a KeepAlive answered NOT_FOUND (a daemon
   // restart, an expired lease). Every later call on it fails; see Reopen.
   bool lost() const;
@@ -235,7 +249,8 @@ class Session {
   Session(Client& client, std::string client_name, std::string id, uint32_t lease_seconds,
           bool attach);
   absl::Status StartAttach();
-  void AttachLoop();
+  void ChannelLoop();
+  absl::StatusOr<v1::SubmitBatchResponse> SubmitOverChannel(v1::SubmitBatchRequest request);
   void KeepAliveLoop();
 
   Client& client_;
@@ -244,17 +259,26 @@ class Session {
   const uint32_t lease_seconds_;
   const bool attach_;
 
-  grpc::ClientContext attach_context_;  // cancelled by the destructor
-  std::thread thread_;                  // Attach reader or KeepAlive loop
+  grpc::ClientContext attach_context_;  // of the channel; cancelled by the destructor
+  std::thread thread_;                  // channel reader or KeepAlive loop
+  // Attached sessions: the streaming channel (proto Channel). Writes and the final Finish
+  // are serialized by write_mu_ (taken before mu_ when both are held).
+  std::unique_ptr<grpc::ClientReaderWriter<v1::ChannelRequest, v1::ChannelEvent>> channel_;
+  std::mutex write_mu_;
+  bool channel_closed_ = false;  // guarded by write_mu_: no more writes
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool attached_event_ = false;    // the `attached` event arrived
-  bool stream_ended_ = false;      // the Attach stream finished
+  bool stream_ended_ = false;      // the channel finished
   absl::Status stream_status_;     // its final status
   bool stopping_ = false;          // destructor running
   bool lost_ = false;              // see lost()
   std::vector<v1::JobResult> events_;
+  absl::Status closing_;  // the daemon's ChannelClosing reason, if it sent one
+  // Channel submits waiting for their accepted / rejected, by tag.
+  uint64_t next_tag_ = 0;
+  std::map<uint64_t, std::optional<absl::StatusOr<v1::SubmitBatchResponse>>> submits_;
 };
 
 }  // namespace kvshuttle

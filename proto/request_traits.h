@@ -44,4 +44,5 @@ class grpc::SerializationTraits<grpc::protobuf::MessageLite, void> {
       : public grpc::SerializationTraits<grpc::protobuf::MessageLite, void> {};
 
 KVS_STREAM_REQUEST_TRAITS(kvshuttle::v1::AttachRequest)
+KVS_STREAM_REQUEST_TRAITS(kvshuttle::v1::ChannelRequest)
 KVS_STREAM_REQUEST_TRAITS(grpc::health::v1::HealthCheckRequest)

@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <random>
+#include <thread>
+#include <atomic>
+#include <mutex>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -283,6 +286,148 @@ absl::Status Daemon::Attach(const CallContext& call, const v1::AttachRequest& re
       return absl::UnavailableError("Attach: the daemon is shutting down");
     }
   }
+}
+
+namespace {
+
+// Longest launch deadline a channel submit may ask for (a day; 0 = none).
+constexpr double kMaxChannelTimeoutSeconds = 86400;
+
+v1::ChannelEvent Rejected(uint64_t tag, const absl::Status& status) {
+  v1::ChannelEvent event;
+  v1::ChannelRejected* rejected = event.mutable_rejected();
+  rejected->set_tag(tag);
+  rejected->set_code(static_cast<int>(status.code()));
+  rejected->set_message(std::string(status.message()));
+  return event;
+}
+
+}  // namespace
+
+absl::Status Daemon::Channel(const CallContext& call,
+                             const std::function<bool(v1::ChannelRequest*)>& read,
+                             const std::function<bool(const v1::ChannelEvent&)>& write,
+                             const std::function<void()>& cancel) {
+  v1::ChannelRequest first;
+  if (!read(&first)) {
+    return absl::InvalidArgumentError(
+        "Channel: no first message: the stream ended before `open`, or its bytes are not a "
+        "valid ChannelRequest");
+  }
+  if (first.request_case() != v1::ChannelRequest::kOpen) {
+    return absl::InvalidArgumentError(
+        "Channel: the first message must be `open` with the session id");
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(first.open(), call));
+  RETURN_IF_ERROR(session->Attach());
+  // One writer at a time. A submit holds the lock from validation to its `accepted`, so that
+  // no job_done of its jobs can overtake it.
+  std::mutex write_mu;
+  bool broken = false;  // guarded by write_mu
+  auto send_locked = [&](const v1::ChannelEvent& event) {
+    if (!broken && !write(event)) broken = true;
+    return !broken;
+  };
+  {
+    v1::ChannelEvent hello;
+    hello.set_attached(session->id());
+    std::lock_guard<std::mutex> lock(write_mu);
+    if (!send_locked(hello)) {
+      CloseAndForget(session);
+      return absl::OkStatus();
+    }
+  }
+  std::atomic<bool> protocol_error{false};
+  std::atomic<bool> reader_exited{false};
+  std::thread reader([&] {
+    v1::ChannelRequest request;
+    bool misbehaved = false;
+    while (read(&request)) {
+      std::lock_guard<std::mutex> lock(write_mu);
+      if (request.request_case() != v1::ChannelRequest::kSubmit) {
+        send_locked(Rejected(0, absl::InvalidArgumentError(
+                                    "Channel: after `open`, only `submit` messages")));
+        misbehaved = true;
+        break;
+      }
+      v1::ChannelSubmit& submit = *request.mutable_submit();
+      const double timeout = submit.timeout_seconds();
+      absl::Status status;
+      v1::SubmitBatchResponse accepted;
+      if (!(timeout >= 0 && timeout <= kMaxChannelTimeoutSeconds)) {
+        status = absl::InvalidArgumentError(absl::StrCat(
+            "submit.timeout_seconds: ", timeout, "; allowed: 0 (none) to ",
+            kMaxChannelTimeoutSeconds));
+      } else {
+        CallContext job_call = call;
+        job_call.deadline = timeout > 0 ? absl::Now() + absl::Seconds(timeout)
+                                        : absl::InfiniteFuture();
+        v1::SubmitBatchRequest batch;
+        batch.set_session_id(session->id());
+        batch.mutable_jobs()->Swap(submit.mutable_jobs());
+        status = SubmitBatch(job_call, batch, &accepted);
+      }
+      v1::ChannelEvent answer;
+      if (status.ok()) {
+        answer.mutable_accepted()->set_tag(submit.tag());
+        answer.mutable_accepted()->mutable_job_ids()->Swap(accepted.mutable_job_ids());
+      } else {
+        answer = Rejected(submit.tag(), status);
+      }
+      if (!send_locked(answer)) break;
+    }
+    reader_exited = true;  // before protocol_error: the pump must not cancel then
+    if (misbehaved) protocol_error = true;
+  });
+  absl::Status result = absl::OkStatus();
+  bool close = false;
+  while (true) {
+    if (call.cancelled()) {  // the client went away: its session goes with it
+      close = true;
+      result = absl::CancelledError("Channel: client disconnected; session closed");
+      break;
+    }
+    if (protocol_error) {
+      close = true;
+      result = absl::InvalidArgumentError(
+          "Channel: after `open`, only `submit` messages; session closed");
+      break;
+    }
+    bool closed = false;
+    const bool draining = drained_;
+    for (const v1::JobResult& done : session->TakeEvents(kPoll, &closed)) {
+      v1::ChannelEvent event;
+      *event.mutable_job_done() = done;
+      std::lock_guard<std::mutex> lock(write_mu);
+      if (!send_locked(event)) break;
+    }
+    bool is_broken;
+    {
+      std::lock_guard<std::mutex> lock(write_mu);
+      is_broken = broken;
+    }
+    if (is_broken) {
+      close = true;
+      break;
+    }
+    if (closed) break;
+    if (draining) {  // every job had completed before this last delivery
+      session->Detach();
+      result = absl::UnavailableError("Channel: the daemon is shutting down");
+      v1::ChannelEvent closing;
+      closing.mutable_closing()->set_code(static_cast<int>(result.code()));
+      closing.mutable_closing()->set_message(std::string(result.message()));
+      std::lock_guard<std::mutex> lock(write_mu);
+      send_locked(closing);
+      break;
+    }
+  }
+  // A reader still in `read` is unblocked by ending the stream (its status is then CANCELLED;
+  // a reader that stopped by itself leaves the stream to end with `result`).
+  if (!reader_exited) cancel();
+  reader.join();
+  if (close) CloseAndForget(session);
+  return result;
 }
 
 absl::Status Daemon::KeepAlive(const CallContext& call, const v1::KeepAliveRequest& req, v1::KeepAliveResponse* resp) {

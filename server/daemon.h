@@ -40,6 +40,13 @@ class Daemon {
   // closes (OK), the client goes away (the session is then closed) or the daemon drains
   // (UNAVAILABLE). `write` returning false means the client is gone.
   absl::Status Attach(const CallContext& call, const v1::AttachRequest& req, const std::function<bool(const v1::SessionEvent&)>& write);
+  // The streaming channel (proto Channel). `read` blocks for the client's next message (false
+  // once its side ended), `write` sends one event (false once the stream broke), `cancel` ends
+  // the stream from the daemon's side (it unblocks `read`). Returns when the stream is done.
+  absl::Status Channel(const CallContext& call,
+                       const std::function<bool(v1::ChannelRequest*)>& read,
+                       const std::function<bool(const v1::ChannelEvent&)>& write,
+                       const std::function<void()>& cancel);
   absl::Status KeepAlive(const CallContext& call, const v1::KeepAliveRequest& req, v1::KeepAliveResponse* resp);
   absl::Status CloseSession(const CallContext& call, const v1::CloseSessionRequest& req, v1::CloseSessionResponse* resp);
   absl::Status ListSessions(const CallContext& call, const v1::ListSessionsRequest& req, v1::ListSessionsResponse* resp);

@@ -2,6 +2,7 @@
 // defaults) into DaemonOptions, starts the gRPC server (kvshuttle.v1 API, grpc.health.v1,
 // reflection) on a unix socket (and optionally TCP) and the metrics endpoint, tells systemd
 // when it is ready, and drains on SIGTERM.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -91,6 +92,9 @@ ABSL_FLAG(int, grpc_memory_mib, 512,
           "memory gRPC may use for the buffers of all connections together; a message that "
           "would exceed it (one over --max_message_mib included) is refused when it reaches it");
 ABSL_FLAG(int, max_rpc_threads, 512, "threads serving calls at once");
+ABSL_FLAG(int, rpc_queues, 0,
+          "gRPC completion queues of the server (0: a quarter of the CPUs, 1 to 8)");
+ABSL_FLAG(int, rpc_pollers, 4, "threads polling each completion queue at most");
 ABSL_FLAG(int64_t, metadata_budget_mib, 0,
           "daemon memory for request-made metadata (block-set tables, plans, pool metadata, "
           "Wait lists); 0: RAM/8, at most 8192");
@@ -285,7 +289,14 @@ absl::StatusOr<DaemonOptions> OptionsFromFlags(const Origins& origins) {
   e.keepalive_time = absl::Seconds(absl::GetFlag(FLAGS_keepalive_seconds));
   e.grpc_memory_bytes = int64_t{absl::GetFlag(FLAGS_grpc_memory_mib)} << 20;
   e.max_rpc_threads = absl::GetFlag(FLAGS_max_rpc_threads);
+  e.rpc_queues = absl::GetFlag(FLAGS_rpc_queues);
+  if (e.rpc_queues == 0) {
+    e.rpc_queues = std::clamp(static_cast<int>(std::thread::hardware_concurrency()) / 4, 1, 8);
+  }
+  e.rpc_pollers = absl::GetFlag(FLAGS_rpc_pollers);
   const std::pair<const char*, int> positive[] = {
+      {"rpc_queues", e.rpc_queues},
+      {"rpc_pollers", e.rpc_pollers},
       {"max_sessions_per_client", l.max_sessions_per_client},
       {"max_waits_per_session", l.max_waits_per_session},
       {"max_wait_ids", l.max_wait_ids},
@@ -447,6 +458,10 @@ int Run(const DaemonOptions& options, const SystemdEnv& systemd) {
   quota.Resize(static_cast<size_t>(edge.grpc_memory_bytes));
   quota.SetMaxThreads(edge.max_rpc_threads);
   builder.SetResourceQuota(quota);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, edge.rpc_queues);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+                              std::max(edge.rpc_pollers, 1));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     LogError(absl::StrCat("cannot start the gRPC server",

@@ -54,6 +54,11 @@ struct EdgeLimits {
   absl::Duration keepalive_timeout = absl::Seconds(20);
   int64_t grpc_memory_bytes = int64_t{512} << 20;  // gRPC's buffers, all connections together
   int max_rpc_threads = 512;                       // threads serving calls
+  // gRPC's sync server: completion queues, and threads polling each at most (gRPC's own
+  // defaults are 1 and 2, which serialize a busy node's calls; main derives these from the
+  // CPU count).
+  int rpc_queues = 1;
+  int rpc_pollers = 2;
 };
 
 // TLS of the TCP listener (PEM file paths). Without cert_file the TCP port is plaintext, which

@@ -84,4 +84,16 @@ grpc::Status ShuttleService::Attach(grpc::ServerContext* ctx, const v1::AttachRe
                                [writer](const v1::SessionEvent& e) { return writer->Write(e); }));
 }
 
+grpc::Status ShuttleService::Channel(
+    grpc::ServerContext* ctx, grpc::ServerReaderWriter<v1::ChannelEvent, v1::ChannelRequest>* stream) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<CallContext> call = ContextOf(ctx, connections_);
+  if (!call.ok()) return Finish(daemon_, "Channel", start, call.status());
+  return Finish(daemon_, "Channel", start,
+                daemon_.Channel(
+                    *call, [stream](v1::ChannelRequest* r) { return stream->Read(r); },
+                    [stream](const v1::ChannelEvent& e) { return stream->Write(e); },
+                    [ctx] { ctx->TryCancel(); }));
+}
+
 }  // namespace kvshuttle

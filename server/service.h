@@ -20,6 +20,8 @@ class ShuttleService final : public v1::Shuttle::Service {
                            v1::OpenSessionResponse*) override;
   grpc::Status Attach(grpc::ServerContext*, const v1::AttachRequest*,
                       grpc::ServerWriter<v1::SessionEvent>*) override;
+  grpc::Status Channel(grpc::ServerContext*,
+                       grpc::ServerReaderWriter<v1::ChannelEvent, v1::ChannelRequest>*) override;
   grpc::Status KeepAlive(grpc::ServerContext*, const v1::KeepAliveRequest*,
                          v1::KeepAliveResponse*) override;
   grpc::Status CloseSession(grpc::ServerContext*, const v1::CloseSessionRequest*,

@@ -90,8 +90,9 @@ struct JobTask {
   // Called at most once from a GPU worker's thread once the copy (and the completion event's
   // record) is on the stream, before `done`.
   std::function<void()> launched;
-  // Called exactly once from the executor's thread, after the copy is complete (or dropped).
-  // `holds` are released right after it returns.
+  // Called exactly once from one of the executor's threads, after the copy is complete (or
+  // dropped). `holds` are released just before it runs: nothing reads the memory any more, and
+  // whoever learns of the completion finds the memory free.
   std::function<void(const JobOutcome&)> done;
 };
 

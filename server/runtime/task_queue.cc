@@ -162,8 +162,11 @@ JobOutcome StoppedOutcome(const JobTask& task, absl::Time launch) {
 }
 
 void CompleteTask(std::unique_ptr<JobTask> task, const JobOutcome& outcome) {
+  // The job's memory is let go before anyone learns that it is done: a client that sees the
+  // completion and then lists or unregisters its regions finds them free, not still releasing.
+  task->holds.clear();
   if (task->done) task->done(outcome);
-  task.reset();  // drops the holds right after done, as JobTask promises
+  task.reset();
 }
 
 void QueuedExecutor::AbortQueued() {

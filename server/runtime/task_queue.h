@@ -91,7 +91,7 @@ std::optional<JobOutcome> DropOutcome(const JobTask& task, absl::Time now);
 // The outcome of a task stopped between slices (CancelJobs or a drain past its deadline).
 JobOutcome StoppedOutcome(const JobTask& task, absl::Time launch);
 
-// Calls task->done(outcome) (when set), then destroys the task, releasing its holds.
+// Releases the task's holds, then calls task->done(outcome) (when set), then destroys the task.
 void CompleteTask(std::unique_ptr<JobTask> task, const JobOutcome& outcome);
 
 // What every executor shares: its name, its queue and its completion counter. Subclasses own
