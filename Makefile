@@ -63,7 +63,7 @@ clean:
 # assumptions TSan's slowdown breaks: integration_hostile_input_test (exact descriptor counts),
 # integration_cli_test (30 s per CLI command; `demo` takes about that long under TSan), python_cpu
 # (a job sized to outlast a 50 ms wait).
-TSAN_TESTS := ^(runtime_.*|host_executor_test|daemon_.*_test|integration_(api|conversion|isolation|lifecycle|flood|load|fault_injection|security)_test)$$
+TSAN_TESTS := ^(runtime_.*|host_executor_test|daemon_.*_test|integration_(api|conversion|isolation|lifecycle|flood|load|fault_injection|security|channel)_test)$$
 FUZZ_RUNS ?= 10000000
 
 .PHONY: asan-test tsan-test fuzz-deps fuzz-test fuzz-long

@@ -359,10 +359,12 @@ DaemonResult MeasureDaemon(std::vector<std::unique_ptr<ClientKit>>& clients, int
           absl::StatusOr<v1::SubmitBatchResponse> submitted =
               channel ? kit.session->SubmitBatch(batch) : kit.session->SubmitBatchUnary(batch);
           const absl::Time t1 = absl::Now();
-          absl::StatusOr<v1::JobResult> done = submitted.status();
-          if (submitted.ok() && channel) {
+          absl::StatusOr<v1::JobResult> done = absl::UnknownError("not submitted");
+          if (!submitted.ok()) {
+            done = submitted.status();
+          } else if (channel) {
             done = kit.session->AwaitJob(submitted->job_ids(0), absl::Seconds(60));
-          } else if (submitted.ok()) {
+          } else {
             absl::StatusOr<v1::WaitResponse> waited =
                 kit.session->Wait(submitted->job_ids(), absl::Seconds(60));
             if (!waited.ok()) {

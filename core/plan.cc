@@ -21,25 +21,45 @@ struct Dim {
   int64_t dst_stride;
 };
 
-// Checks a block address table: size a multiple of the per-block count, no null entry, no
-// entry whose extent wraps around 2^64. Returns the number of blocks.
+// Bytes one table entry of `desc` spans.
+uint64_t EntryExtent(const LayoutDesc& desc) {
+  return static_cast<uint64_t>(BytesPerAddress(desc.kind, desc.shape, DTypeSize(desc.dtype)));
+}
+
+// The error for table entry `i` when it is null or its extent wraps around 2^64, else OK.
+absl::Status CheckEntry(absl::string_view side, size_t i, uint64_t address, uint64_t extent) {
+  if (address == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(side, "_addresses[", i, "]: null address"));
+  }
+  if (address > std::numeric_limits<uint64_t>::max() - extent) {
+    return absl::InvalidArgumentError(absl::StrCat(side, "_addresses[", i, "]: ", address, " + ",
+                                                   extent, " bytes overflows 64 bits"));
+  }
+  return absl::OkStatus();
+}
+
+// True when `address` is null or its extent wraps around 2^64 (one compare: address - 1 wraps
+// for 0).
+inline bool BadEntry(uint64_t address, uint64_t extent) {
+  return address - 1 >= std::numeric_limits<uint64_t>::max() - extent;
+}
+
+// Checks a block address table: size a multiple of the per-block count, and with kAll no null
+// entry and no entry whose extent wraps around 2^64. Returns the number of blocks.
 absl::StatusOr<int64_t> CheckTable(absl::string_view side, const LayoutDesc& desc,
-                                   absl::Span<const uint64_t> addresses) {
+                                   absl::Span<const uint64_t> addresses, TableCheck check) {
   const int64_t per_block = AddressesPerBlock(desc.kind, desc.shape);
   if (addresses.size() % per_block != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(side, "_addresses: size ", addresses.size(), " is not a multiple of ",
                      per_block, " addresses per block (", LayoutKindName(desc.kind), ")"));
   }
-  const uint64_t extent = static_cast<uint64_t>(
-      BytesPerAddress(desc.kind, desc.shape, DTypeSize(desc.dtype)));
-  for (size_t i = 0; i < addresses.size(); ++i) {
-    if (addresses[i] == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(side, "_addresses[", i, "]: null address"));
-    }
-    if (addresses[i] > std::numeric_limits<uint64_t>::max() - extent) {
-      return absl::InvalidArgumentError(absl::StrCat(side, "_addresses[", i, "]: ", addresses[i],
-                                                     " + ", extent, " bytes overflows 64 bits"));
+  if (check == TableCheck::kAll) {
+    const uint64_t extent = EntryExtent(desc);
+    for (size_t i = 0; i < addresses.size(); ++i) {
+      if (BadEntry(addresses[i], extent)) [[unlikely]] {
+        return CheckEntry(side, i, addresses[i], extent);
+      }
     }
   }
   return static_cast<int64_t>(addresses.size()) / per_block;
@@ -51,14 +71,12 @@ int64_t ChunkEntry(const LayoutDesc& desc, int64_t block, int64_t layer, int64_t
   return IsStack(desc.kind) ? block * s.nl * s.no + layer * s.no + outer : block;
 }
 
-// Address of chunk (layer, outer) of block `block`, before head and token offsets.
-uint64_t ChunkBase(const LayoutDesc& desc, const RowStrides& strides,
-                   absl::Span<const uint64_t> addresses, int64_t block, int64_t layer,
-                   int64_t outer) {
-  const uint64_t base = addresses[ChunkEntry(desc, block, layer, outer)];
-  if (IsStack(desc.kind)) return base;
-  return base + static_cast<uint64_t>(layer * strides.layer_stride +
-                                      outer * strides.outer_stride);
+// Byte offset of chunk (layer, outer) from its table entry (ChunkEntry), before head and
+// token offsets: 0 for stacks (one entry per chunk), its place in the block for buffers.
+uint64_t ChunkOffset(const LayoutDesc& desc, const RowStrides& strides, int64_t layer,
+                     int64_t outer) {
+  if (IsStack(desc.kind)) return 0;
+  return static_cast<uint64_t>(layer * strides.layer_stride + outer * strides.outer_stride);
 }
 
 absl::Status CheckSegments(absl::string_view side, absl::Span<const uint32_t> segments,
@@ -125,12 +143,13 @@ absl::StatusOr<TransferPlan> TransferPlan::Build(const TransferSpec& spec,
                                                  absl::Span<const uint64_t> src_addresses,
                                                  absl::Span<const uint64_t> dst_addresses,
                                                  absl::Span<const BlockPair> pairs,
-                                                 const AddressSegments& segments) {
+                                                 const AddressSegments& segments,
+                                                 TableCheck check) {
   TransferPlan plan;
   ASSIGN_OR_RETURN(plan.spec_, ResolveSpec(spec));
   const TransferSpec& r = plan.spec_;
-  ASSIGN_OR_RETURN(const int64_t src_blocks, CheckTable("src", r.src, src_addresses));
-  ASSIGN_OR_RETURN(const int64_t dst_blocks, CheckTable("dst", r.dst, dst_addresses));
+  ASSIGN_OR_RETURN(const int64_t src_blocks, CheckTable("src", r.src, src_addresses, check));
+  ASSIGN_OR_RETURN(const int64_t dst_blocks, CheckTable("dst", r.dst, dst_addresses, check));
   RETURN_IF_ERROR(CheckSegments("src", segments.src, src_addresses));
   RETURN_IF_ERROR(CheckSegments("dst", segments.dst, dst_addresses));
   for (size_t i = 0; i < pairs.size(); ++i) {
@@ -151,6 +170,28 @@ absl::StatusOr<TransferPlan> TransferPlan::Build(const TransferSpec& spec,
         "pairs: ", pairs.size(), " pairs x ", r.layers.count, " layers x ", no,
         " outer chunks exceeds ", kMaxPlanChunks, " chunk copies per plan"));
   }
+  // Per (layer, outer) of the plan: the table entry within a block (stacks: one per chunk;
+  // buffers: the block's one entry) and the byte offset from it (buffers: the chunk's place
+  // in the block), computed once; the loop below is then a few adds per chunk.
+  const int64_t per_pair = r.layers.count * no;
+  struct Step {
+    int64_t src_entry = 0, dst_entry = 0;
+    uint64_t src_offset = 0, dst_offset = 0;
+  };
+  std::vector<Step> steps(static_cast<size_t>(per_pair));
+  for (int64_t l = 0; l < r.layers.count; ++l) {
+    for (int64_t o = 0; o < no; ++o) {
+      Step& st = steps[static_cast<size_t>(l * no + o)];
+      st.src_entry = ChunkEntry(r.src, 0, r.layers.src_offset + l, o);
+      st.dst_entry = ChunkEntry(r.dst, 0, r.layers.dst_offset + l, o);
+      st.src_offset = ChunkOffset(r.src, ss, r.layers.src_offset + l, o);
+      st.dst_offset = ChunkOffset(r.dst, ds, r.layers.dst_offset + l, o);
+    }
+  }
+  const int64_t src_per_block = AddressesPerBlock(r.src.kind, r.src.shape);
+  const int64_t dst_per_block = AddressesPerBlock(r.dst.kind, r.dst.shape);
+  const uint64_t src_extent = EntryExtent(r.src);
+  const uint64_t dst_extent = EntryExtent(r.dst);
   plan.chunks_.reserve(static_cast<size_t>(num_chunks));
   plan.joins_.reserve(static_cast<size_t>(num_chunks));
   int64_t prev_src_entry = 0, prev_dst_entry = 0;
@@ -158,34 +199,40 @@ absl::StatusOr<TransferPlan> TransferPlan::Build(const TransferSpec& spec,
   const ChunkGeometry& g = plan.geometry_;
   if (g.inner_count > 1) align_bits |= g.src_inner_stride | g.dst_inner_stride;
   if (g.outer_count > 1) align_bits |= g.src_outer_stride | g.dst_outer_stride;
+  // Runs() may continue the previous chunk's run only inside one allocation per side. A side
+  // stays in one allocation when both chunks come from the same table entry (one piece) or
+  // from entries of the same segment.
+  auto same = [](absl::Span<const uint32_t> seg, int64_t a, int64_t b) {
+    return a == b || (!seg.empty() && seg[a] == seg[b]);
+  };
+  size_t k = 0;
   for (const BlockPair& p : pairs) {
     const uint64_t src_shift = static_cast<uint64_t>(r.heads.src_offset * ss.head_stride +
                                                      p.src_token_offset * ss.token_stride);
     const uint64_t dst_shift = static_cast<uint64_t>(r.heads.dst_offset * ds.head_stride +
                                                      p.dst_token_offset * ds.token_stride);
-    for (int64_t l = 0; l < r.layers.count; ++l) {
-      for (int64_t o = 0; o < no; ++o) {
-        ChunkAddress c;
-        c.src = ChunkBase(r.src, ss, src_addresses, p.src_block, r.layers.src_offset + l, o) +
-                src_shift;
-        c.dst = ChunkBase(r.dst, ds, dst_addresses, p.dst_block, r.layers.dst_offset + l, o) +
-                dst_shift;
-        align_bits |= c.src | c.dst;
-        // Runs() may continue the previous chunk's run only inside one allocation per side.
-        // A side stays in one allocation when both chunks come from the same table entry (one
-        // piece) or from entries of the same segment.
-        const int64_t se = ChunkEntry(r.src, p.src_block, r.layers.src_offset + l, o);
-        const int64_t de = ChunkEntry(r.dst, p.dst_block, r.layers.dst_offset + l, o);
-        auto same = [](absl::Span<const uint32_t> seg, int64_t a, int64_t b) {
-          return a == b || (!seg.empty() && seg[a] == seg[b]);
-        };
-        const bool joins = !plan.chunks_.empty() && same(segments.src, se, prev_src_entry) &&
-                           same(segments.dst, de, prev_dst_entry);
-        prev_src_entry = se;
-        prev_dst_entry = de;
-        plan.chunks_.push_back(c);
-        plan.joins_.push_back(joins);
+    const int64_t src_first = p.src_block * src_per_block;
+    const int64_t dst_first = p.dst_block * dst_per_block;
+    for (const Step& st : steps) {
+      const int64_t se = src_first + st.src_entry;
+      const int64_t de = dst_first + st.dst_entry;
+      const uint64_t src_base = src_addresses[static_cast<size_t>(se)];
+      const uint64_t dst_base = dst_addresses[static_cast<size_t>(de)];
+      if (BadEntry(src_base, src_extent)) [[unlikely]] {
+        return CheckEntry("src", static_cast<size_t>(se), src_base, src_extent);
       }
+      if (BadEntry(dst_base, dst_extent)) [[unlikely]] {
+        return CheckEntry("dst", static_cast<size_t>(de), dst_base, dst_extent);
+      }
+      const ChunkAddress c{src_base + st.src_offset + src_shift,
+                           dst_base + st.dst_offset + dst_shift};
+      align_bits |= c.src | c.dst;
+      plan.chunks_.push_back(c);
+      plan.joins_.push_back(k > 0 && same(segments.src, se, prev_src_entry) &&
+                            same(segments.dst, de, prev_dst_entry));
+      prev_src_entry = se;
+      prev_dst_entry = de;
+      ++k;
     }
   }
   plan.alignment_ = LowestAlignment(align_bits);

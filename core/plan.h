@@ -57,6 +57,13 @@ struct AddressSegments {
   absl::Span<const uint32_t> dst;
 };
 
+// Which address-table entries TransferPlan::Build checks for null and 64-bit overflow: all of
+// them (a table of unknown origin), or only those the pairs use (the daemon's block sets and
+// pools, whose every address was checked against its regions at registration). Either way every
+// entry the plan dereferences is checked, with the same errors; kUsed keeps a job's cost
+// independent of the size of the tables it names.
+enum class TableCheck { kAll, kUsed };
+
 // Immutable, validated description of one batch. Addresses are opaque 64-bit numbers: device
 // pointers, pinned host pointers or plain host pointers, as the executor requires.
 class TransferPlan {
@@ -73,7 +80,8 @@ class TransferPlan {
                                             absl::Span<const uint64_t> src_addresses,
                                             absl::Span<const uint64_t> dst_addresses,
                                             absl::Span<const BlockPair> pairs,
-                                            const AddressSegments& segments = {});
+                                            const AddressSegments& segments = {},
+                                            TableCheck check = TableCheck::kAll);
 
   const TransferSpec& spec() const { return spec_; }
   const ChunkGeometry& geometry() const { return geometry_; }
@@ -106,7 +114,7 @@ class TransferPlan {
   TransferSpec spec_;
   ChunkGeometry geometry_;
   std::vector<ChunkAddress> chunks_;
-  std::vector<bool> joins_;  // per chunk: its rows may continue the previous chunk's run
+  std::vector<uint8_t> joins_;  // per chunk: its rows may continue the previous chunk's run
   int64_t num_pairs_ = 0;
   int alignment_ = 16;
 };

@@ -1,6 +1,8 @@
 // Budget and Charge.
 #include "server/budget.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace kvshuttle {
@@ -61,16 +63,28 @@ absl::StatusOr<Budget::Charge> Budget::Take(int64_t amount, absl::string_view wh
   return charge;
 }
 
+namespace {
+
+// A session's share of `limit` (at least 1 unit, so a positive budget never shuts sessions out).
+int64_t SessionShare(int64_t limit, double fraction) {
+  if (fraction >= 1.0) return limit;
+  return std::max<int64_t>(1, static_cast<int64_t>(fraction * static_cast<double>(limit)));
+}
+
+}  // namespace
+
 BudgetSet::BudgetSet(int64_t metadata_limit, int64_t session_metadata_limit, int64_t maps_limit,
                      int64_t session_maps_limit, int64_t pool_host_limit,
-                     const std::vector<Device>& devices)
+                     const std::vector<Device>& devices, double session_pool_fraction)
     : metadata("metadata", "bytes", metadata_limit, session_metadata_limit),
       maps("maps", "mappings", maps_limit, session_maps_limit),
-      pool_host("pool_host", "bytes", pool_host_limit, 0) {
+      pool_host("pool_host", "bytes", pool_host_limit,
+                SessionShare(pool_host_limit, session_pool_fraction)) {
   for (const Device& d : devices) {
     if (static_cast<int>(pool_device.size()) <= d.ordinal) pool_device.resize(d.ordinal + 1);
-    pool_device[d.ordinal] =
-        std::make_unique<Budget>(absl::StrCat("pool_device:", d.uuid), "bytes", d.pool_limit, 0);
+    pool_device[d.ordinal] = std::make_unique<Budget>(
+        absl::StrCat("pool_device:", d.uuid), "bytes", d.pool_limit,
+        SessionShare(d.pool_limit, session_pool_fraction));
   }
 }
 

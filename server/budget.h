@@ -80,9 +80,10 @@ struct BudgetSet {
     std::string uuid;
     int64_t pool_limit = 0;  // bytes of device pools on this GPU
   };
+  // Pool budgets get a per-session limit of `session_pool_fraction` × their limit.
   BudgetSet(int64_t metadata_limit, int64_t session_metadata_limit, int64_t maps_limit,
             int64_t session_maps_limit, int64_t pool_host_limit,
-            const std::vector<Device>& devices);
+            const std::vector<Device>& devices, double session_pool_fraction = 1.0);
 
   Budget metadata;
   Budget maps;

@@ -215,6 +215,14 @@ absl::Status Daemon::GetInfo(const CallContext& call, const v1::GetInfoRequest& 
       u->set_session_used(own->metadata_account()->used.load());
     } else if (own != nullptr && b == &budgets_->maps) {
       u->set_session_used(own->maps_account()->used.load());
+    } else if (own != nullptr && b == &budgets_->pool_host) {
+      u->set_session_used(own->pool_host_account()->used.load());
+    } else if (own != nullptr) {
+      for (size_t ordinal = 0; ordinal < budgets_->pool_device.size(); ++ordinal) {
+        if (budgets_->pool_device[ordinal].get() == b) {
+          u->set_session_used(own->pool_device_account(static_cast<int>(ordinal))->used.load());
+        }
+      }
     }
   }
   return absl::OkStatus();
@@ -554,8 +562,11 @@ absl::Status Daemon::ListBlockSets(const CallContext& call, const v1::ListBlockS
 
 absl::Status Daemon::CreatePool(const CallContext& call, const v1::CreatePoolRequest& req, v1::CreatePoolResponse* resp) {
   if (draining_) return absl::UnavailableError("CreatePool: the daemon is draining");
-  RETURN_IF_ERROR(FindSession(req.session_id(), call).status());
-  ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Create(req));
+  ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
+  PoolTable::PoolAccounts accounts;
+  accounts.host = session->pool_host_account();
+  accounts.device = [&session](int ordinal) { return session->pool_device_account(ordinal); };
+  ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Create(req, accounts));
   *resp->mutable_pool() = pool->ToProto();
   return absl::OkStatus();
 }
@@ -659,7 +670,8 @@ absl::Status Daemon::SubmitBatch(const CallContext& call, const v1::SubmitBatchR
     for (const v1::BlockPair& p : job.pairs()) pairs.push_back(BlockPairFromProto(p));
     absl::StatusOr<TransferPlan> plan =
         TransferPlan::Build(spec, *src->addresses, *dst->addresses, pairs,
-                            AddressSegments{*src->segments, *dst->segments});
+                            AddressSegments{*src->segments, *dst->segments},
+                            TableCheck::kUsed);  // every table address was checked at registration
     if (!plan.ok()) return Prefixed(plan.status(), field);
 
     // Executor: the GPU that owns device memory on either side, else the CPU.

@@ -106,6 +106,9 @@ ABSL_FLAG(int64_t, session_maps_budget, 0,
           "memory mappings of one session's host regions; 0: an eighth of --maps_budget");
 ABSL_FLAG(double, pool_device_fraction, 0.5,
           "device pools of one GPU may take at most this fraction of its memory");
+ABSL_FLAG(double, session_pool_fraction, 0.5,
+          "pools one session created (while they exist) may use at most this fraction of each "
+          "pool budget, in (0, 1]");
 ABSL_FLAG(double, pool_host_fraction, 0.25,
           "pinned host pools may take at most this fraction of the machine's RAM");
 ABSL_FLAG(std::string, fd_socket, "auto",
@@ -199,13 +202,16 @@ absl::Status ResolveBudgets(const Origins& origins, DaemonOptions& o) {
        {std::pair<const char*, double>{"pool_device_fraction",
                                        absl::GetFlag(FLAGS_pool_device_fraction)},
         std::pair<const char*, double>{"pool_host_fraction",
-                                       absl::GetFlag(FLAGS_pool_host_fraction)}}) {
+                                       absl::GetFlag(FLAGS_pool_host_fraction)},
+        std::pair<const char*, double>{"session_pool_fraction",
+                                       absl::GetFlag(FLAGS_session_pool_fraction)}}) {
     if (!(value > 0 && value <= 1)) {
       return FlagError(origins, name, absl::StrCat(value), "must be in (0, 1]");
     }
   }
   b.pool_device_fraction = absl::GetFlag(FLAGS_pool_device_fraction);
   b.pool_host_fraction = absl::GetFlag(FLAGS_pool_host_fraction);
+  b.session_pool_fraction = absl::GetFlag(FLAGS_session_pool_fraction);
   return absl::OkStatus();
 }
 

@@ -42,6 +42,9 @@ struct Budgets {
   // pools at most this fraction of the machine's RAM.
   double pool_device_fraction = 0.5;
   double pool_host_fraction = 0.25;
+  // One session may hold pools (it created, while they exist) of at most this fraction of
+  // each pool budget.
+  double session_pool_fraction = 0.5;
   int64_t host_ram_bytes = int64_t{16} << 30;  // the machine's RAM (main.cc: MemTotal)
 };
 

@@ -133,10 +133,11 @@ std::unique_ptr<BudgetSet> MakeBudgetSet(const Budgets& b, const GpuRuntime& gpu
   const int64_t host =
       static_cast<int64_t>(b.pool_host_fraction * static_cast<double>(b.host_ram_bytes));
   return std::make_unique<BudgetSet>(b.metadata_bytes, b.session_metadata_bytes, b.maps,
-                                     b.session_maps, host, devices);
+                                     b.session_maps, host, devices, b.session_pool_fraction);
 }
 
-absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequest& request) {
+absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequest& request,
+                                                        const PoolAccounts& accounts) {
   RETURN_IF_ERROR(CheckPoolName(request.name()));
   ASSIGN_OR_RETURN(const LayoutDesc layout, LayoutFromProto(request.layout(), "layout"));
   // One address per block: a stack's nl*no chunk addresses per block would make the table up
@@ -196,7 +197,8 @@ absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequ
         return absl::FailedPreconditionError(absl::StrCat("gpu_uuid: ", uuid, " has no pool budget"));
       }
       ASSIGN_OR_RETURN(Budget::Charge charge,
-                       budget->Take(static_cast<int64_t>(bytes), absl::StrCat(what, " memory")));
+                       budget->Take(static_cast<int64_t>(bytes), absl::StrCat(what, " memory"),
+                                    accounts.device ? accounts.device(ordinal) : nullptr));
       charges.push_back(std::move(charge));
       ASSIGN_OR_RETURN(memory, gpu_.AllocateDevice(ordinal, bytes));
       break;
@@ -204,7 +206,7 @@ absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequ
     case v1::MEMORY_HOST: {
       ASSIGN_OR_RETURN(Budget::Charge charge,
                        budgets_.pool_host.Take(static_cast<int64_t>(bytes),
-                                               absl::StrCat(what, " memory")));
+                                               absl::StrCat(what, " memory"), accounts.host));
       charges.push_back(std::move(charge));
       ASSIGN_OR_RETURN(memory, gpu_.AllocateHost(bytes));
       break;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -67,6 +68,12 @@ std::unique_ptr<BudgetSet> MakeBudgetSet(const Budgets& options, const GpuRuntim
 // The daemon's pools by name.
 class PoolTable {
  public:
+  // A session's accounts of the pool budgets: host pools, and device pools of GPU `ordinal`.
+  struct PoolAccounts {
+    std::shared_ptr<Budget::Account> host;
+    std::function<std::shared_ptr<Budget::Account>(int ordinal)> device;
+  };
+
   PoolTable(GpuRuntime& gpu, int max_pools, BudgetSet& budgets)
       : gpu_(gpu), max_pools_(max_pools), budgets_(budgets) {}
 
@@ -75,7 +82,10 @@ class PoolTable {
   // ALREADY_EXISTS for a taken name; RESOURCE_EXHAUSTED over max_pools, over the pool memory
   // budget of its place (checked before allocating), over the metadata budget, or out of
   // memory; FAILED_PRECONDITION for device memory without a GPU or an unknown gpu_uuid.
-  absl::StatusOr<std::shared_ptr<Pool>> Create(const v1::CreatePoolRequest& request);
+  // `accounts`: the creating session's shares of the pool budgets (charged while the pool
+  // exists); empty: the daemon-wide budgets only.
+  absl::StatusOr<std::shared_ptr<Pool>> Create(const v1::CreatePoolRequest& request,
+                                               const PoolAccounts& accounts = {});
   // Removes the name; the memory goes when the last in-flight job using it finishes.
   absl::Status Destroy(const std::string& name);
   // NOT_FOUND naming the pool.

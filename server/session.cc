@@ -387,4 +387,11 @@ int Session::pending_jobs() const {
   return pending_;
 }
 
+std::shared_ptr<Budget::Account> Session::pool_device_account(int ordinal) {
+  std::lock_guard<std::mutex> lock(pool_accounts_mu_);
+  std::shared_ptr<Budget::Account>& account = pool_device_accounts_[ordinal];
+  if (account == nullptr) account = std::make_shared<Budget::Account>();
+  return account;
+}
+
 }  // namespace kvshuttle

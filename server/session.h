@@ -64,6 +64,9 @@ class Session {
   // This session's use of the daemon's budgets (see Budget::Take).
   const std::shared_ptr<Budget::Account>& metadata_account() const { return metadata_account_; }
   const std::shared_ptr<Budget::Account>& maps_account() const { return maps_account_; }
+  // This session's share of the host pool budget, and of GPU `ordinal`'s device pool budget.
+  const std::shared_ptr<Budget::Account>& pool_host_account() const { return pool_host_account_; }
+  std::shared_ptr<Budget::Account> pool_device_account(int ordinal);
 
   // Wait calls blocked at once: BeginWait is RESOURCE_EXHAUSTED over max_waits_per_session;
   // every successful BeginWait is paired with EndWait.
@@ -133,6 +136,10 @@ class Session {
   const PeerIdentity owner_;
   const std::shared_ptr<Budget::Account> metadata_account_ = std::make_shared<Budget::Account>();
   const std::shared_ptr<Budget::Account> maps_account_ = std::make_shared<Budget::Account>();
+  const std::shared_ptr<Budget::Account> pool_host_account_ =
+      std::make_shared<Budget::Account>();
+  std::mutex pool_accounts_mu_;
+  std::map<int, std::shared_ptr<Budget::Account>> pool_device_accounts_;
   const absl::Time created_;
   const Limits limits_;
 

@@ -20,4 +20,7 @@ HAS_COMPLETION_EVENT: bool = (
     "completion_event" in pb.Job.DESCRIPTOR.fields_by_name
     and "until_launched" in pb.WaitRequest.DESCRIPTOR.fields_by_name)
 
-__all__ = ["pb", "pb_grpc", "HAS_COMPLETION_EVENT"]
+# The streaming channel (Shuttle.Channel) exists.
+HAS_CHANNEL: bool = hasattr(pb, "ChannelRequest") and hasattr(pb, "ChannelEvent")
+
+__all__ = ["pb", "pb_grpc", "HAS_COMPLETION_EVENT", "HAS_CHANNEL"]

@@ -240,8 +240,10 @@ class JobFuture:
     """
 
     def __init__(self, session: Session | None, job_ids: Sequence[int],
-                 keepalive: Sequence[Any] = (), on_final: Callable[[], None] | None = None):
+                 keepalive: Sequence[Any] = (), on_final: Callable[[], None] | None = None,
+                 channel: bool = False):
         self._session = session
+        self._channel = channel  # submitted over the session's channel: completions come on it
         self.job_ids: list[int] = list(job_ids)
         self._keepalive = list(keepalive)
         self._on_final = on_final
@@ -258,8 +260,20 @@ class JobFuture:
             on_final()
 
     def _poll(self, timeout: float) -> bool:
-        """One Wait RPC of at most `timeout` seconds (< 0: no wait); stores final results."""
+        """Waits at most `timeout` seconds (< 0: not at all) for the completions — from the
+        session's channel when it submitted over one, else one Wait RPC; stores final
+        results."""
         assert self._session is not None
+        if self._channel:
+            got = self._session._channel_results(self.job_ids, timeout)
+            if got is not None:
+                with self._lock:
+                    if self._results is None:
+                        self._results = got
+                        self._finish()
+                return True
+            # Not all there yet (or the channel ended): what the daemon knows, without waiting.
+            timeout = -1.0
         response = self._session.wait_raw(self.job_ids, timeout)
         results = [JobResult.from_proto(r) for r in response.results]
         if response.all_done and all(r.final for r in results):

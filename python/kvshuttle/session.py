@@ -7,31 +7,43 @@
         ids = pool.allocate(2)
         session.offload(cache, [3, 5], pool, ids).result()
 
-A session lives while its Attach stream is open (the default; the daemon closes it as soon as
-this process goes away) or, unattached, while a background thread renews its lease. Every RPC
-goes through Client.call (client.py).
+A session lives while its streaming channel is open (the default; the daemon closes it as soon
+as this process goes away) or, unattached, while a background thread renews its lease. An
+attached session submits over the channel and learns of completions from it, so a job costs no
+unary call; every other RPC goes through Client.call (client.py). Stubs of a proto without the
+channel fall back to the Attach stream and unary SubmitBatch / Wait.
 """
 from __future__ import annotations
 
+import collections
+import itertools
+import queue
 import threading
 import time
 import weakref
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import grpc
 
 from kvshuttle import blocksets, fdchannel
-from kvshuttle._stubs import HAS_COMPLETION_EVENT, pb
+from kvshuttle._stubs import HAS_CHANNEL, HAS_COMPLETION_EVENT, pb
 from kvshuttle.blocksets import BlockSet, KVCache
 from kvshuttle.client import Client
 from kvshuttle.errors import (DeadlineExceededError, KvshuttleError, UnavailableError,
-                              error_for, from_rpc_error)
+                              error_for, from_rpc_error, status_code)
 from kvshuttle.jobs import (Endpoint, Job, JobFuture, JobResult, SpanLike, pairs_of,
                             parse_backend, parse_span)
 from kvshuttle.layout import Layout
 from kvshuttle.pools import Pool, parse_memory
 from kvshuttle.regions import MemoryRegistration, Region, register_memory
 from kvshuttle.tensors import describe
+
+# Batches larger than this (serialized) take the unary SubmitBatch even on the channel: a
+# message over the daemon's cap ends a stream (and the session with it), but fails only a call.
+MAX_CHANNEL_SUBMIT_BYTES = 256 << 10
+# Completions kept for futures that have not collected them yet (the oldest go first).
+_MAX_KEPT_COMPLETIONS = 1 << 16
+
 
 class _Background:
     """What a session's background thread shares with it (never the Session itself, so an
@@ -43,11 +55,67 @@ class _Background:
         self.ended = threading.Event()
         self.error: BaseException | None = None
         self.call: Any = None
+        # The streaming channel: requests to send (None ends them), answers by tag, and the
+        # completions of jobs submitted over it, by job id, until their future takes them.
+        self.channel = False
+        self.requests: queue.Queue[Any] = queue.Queue()
+        self.cond = threading.Condition()
+        self.answers: dict[int, Any] = {}
+        self.watched: set[int] = set()
+        self.completions: collections.OrderedDict[int, JobResult] = collections.OrderedDict()
 
     def shutdown(self) -> None:
         self.stop.set()
+        self.requests.put(None)
         if self.call is not None:
             self.call.cancel()
+
+
+def _channel_requests(state: _Background, session_id: str) -> Iterator[Any]:
+    yield pb.ChannelRequest(open=session_id)
+    while True:
+        request = state.requests.get()
+        if request is None:
+            return
+        yield request
+
+
+def _channel_loop(state: _Background, call: Any,
+                  on_job_done: Callable[[JobResult], None] | None) -> None:
+    try:
+        for event in call:
+            kind = event.WhichOneof("event")
+            if kind == "attached":
+                state.attached.set()
+            elif kind in ("accepted", "rejected"):
+                answer = getattr(event, kind)
+                with state.cond:
+                    if kind == "accepted":
+                        # Before the next event: every job_done of these jobs comes after it.
+                        state.watched.update(answer.job_ids)
+                    state.answers[answer.tag] = answer
+                    state.cond.notify_all()
+            elif kind == "job_done":
+                result = JobResult.from_proto(event.job_done)
+                with state.cond:
+                    if result.job_id in state.watched:
+                        state.watched.discard(result.job_id)
+                        state.completions[result.job_id] = result
+                        while len(state.completions) > _MAX_KEPT_COMPLETIONS:
+                            state.completions.popitem(last=False)
+                        state.cond.notify_all()
+                if on_job_done is not None:
+                    on_job_done(result)
+            elif kind == "closing":
+                state.error = error_for(status_code(event.closing.code),
+                                        f"Channel: {event.closing.message}")
+    except grpc.RpcError as error:
+        if not state.stop.is_set() and state.error is None:
+            state.error = from_rpc_error(error, "Channel")
+    finally:
+        state.ended.set()
+        with state.cond:
+            state.cond.notify_all()
 
 
 def _attach_loop(state: _Background, call: Any,
@@ -77,8 +145,9 @@ def _keepalive_loop(state: _Background, client: Client, session_id: str,
 class Session:
     """One session (see the module docstring). Thread-safe; a context manager that closes it.
 
-    `attach` (default): the session ends when this process (or close()) ends its Attach
-    stream; `on_job_done` is then called, on the stream's thread, with every job completion.
+    `attach` (default): the session ends when this process (or close()) ends its streaming
+    channel (Attach with older stubs); `on_job_done` is then called, on the stream's thread,
+    with every job completion.
     Without `attach` a thread renews the lease every lease/3 seconds.
     """
 
@@ -91,7 +160,13 @@ class Session:
         self.attached = attach
         self.closed = False
         self._state = _Background()
-        if attach:
+        self._tags = itertools.count(1)
+        if attach and HAS_CHANNEL:
+            call = client.stub.Channel(_channel_requests(self._state, self.id))
+            self._state.call = call
+            self._state.channel = True
+            target, args = _channel_loop, (self._state, call, on_job_done)
+        elif attach:
             call = client.stub.Attach(pb.AttachRequest(session_id=self.id))
             self._state.call = call
             target, args = _attach_loop, (self._state, call, on_job_done)
@@ -111,7 +186,7 @@ class Session:
             if self._state.ended.is_set() or time.monotonic() > deadline:
                 self.close()
                 cause = self._state.error or "no `attached` event"
-                raise UnavailableError(f"Attach: the session stream did not start: {cause}",
+                raise UnavailableError(f"the session stream did not start: {cause}",
                                        grpc.StatusCode.UNAVAILABLE)
 
     def close(self) -> None:
@@ -135,7 +210,7 @@ class Session:
 
     @property
     def stream_error(self) -> BaseException | None:
-        """Why the Attach stream or the lease renewal failed, if it did."""
+        """Why the channel (or Attach stream) or the lease renewal failed, if it did."""
         return self._state.error
 
     def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
@@ -343,11 +418,55 @@ class Session:
         events: list[Any] = []
         if stream is not None:
             events = self._prepare_events(protos, stream, device_index)
-        response = self._call("SubmitBatch", pb.SubmitBatchRequest(jobs=protos))
-        future = JobFuture(self, response.job_ids, [*keepalive, *events], on_final)
+        job_ids, via_channel = self._submit(protos)
+        future = JobFuture(self, job_ids, [*keepalive, *events], on_final,
+                           channel=via_channel)
         if events:
             self._order_stream(future, events, stream, timeout)
         return future
+
+    @property
+    def over_channel(self) -> bool:
+        """True while this session submits over its streaming channel."""
+        return self._state.channel and not self._state.ended.is_set()
+
+    def _submit(self, protos: list[pb.Job]) -> tuple[list[int], bool]:
+        """Queues one batch: over the channel when attached (and the batch is small enough),
+        else the SubmitBatch RPC. Returns the job ids and whether the channel took them (their
+        completions then come from it)."""
+        request = pb.SubmitBatchRequest(jobs=protos)
+        if not self.over_channel or request.ByteSize() > MAX_CHANNEL_SUBMIT_BYTES:
+            return list(self._call("SubmitBatch", request).job_ids), False
+        tag = next(self._tags)
+        timeout = self.client.call_timeout
+        state = self._state
+        state.requests.put(pb.ChannelRequest(submit=pb.ChannelSubmit(
+            tag=tag, jobs=protos, timeout_seconds=timeout)))
+        with state.cond:
+            state.cond.wait_for(lambda: tag in state.answers or state.ended.is_set(), timeout)
+            answer = state.answers.pop(tag, None)
+        if answer is None:
+            cause = state.error or "no answer"
+            raise UnavailableError(f"SubmitBatch over the channel: {cause}; whether the batch "
+                                   "was queued is unknown", grpc.StatusCode.UNAVAILABLE)
+        if answer.DESCRIPTOR.name == "ChannelRejected":
+            raise error_for(status_code(answer.code), answer.message)
+        return list(answer.job_ids), True
+
+    def _channel_results(self, job_ids: Sequence[int],
+                         timeout: float) -> list[JobResult] | None:
+        """The completions of `job_ids` from the channel once all arrived within `timeout`
+        seconds (< 0: no wait), taken from the session; None when they did not (or the
+        channel ended: then ask the daemon with Wait)."""
+        state = self._state
+        with state.cond:
+            def ready() -> bool:
+                return all(i in state.completions for i in job_ids)
+            if timeout >= 0 and not ready():
+                state.cond.wait_for(lambda: ready() or state.ended.is_set(), timeout)
+            if not ready():
+                return None
+            return [state.completions.pop(i) for i in job_ids]
 
     def _prepare_events(self, protos: list[pb.Job], stream: Any,
                         device_index: int | None) -> list[Any]:

@@ -246,7 +246,8 @@ TEST_F(HardeningTest, MetadataIsChargedBeforeItIsAllocated) {
   *batch.add_jobs() = huge;
   EXPECT_TRUE(HasStatus(session->SubmitBatch(batch), StatusCode::kResourceExhausted,
                         {"jobs[0]", "metadata budget"}));
-  EXPECT_LT(daemon_->VmHwmKiB() - hwm_before, 40 << 10) << "the refused requests allocated";
+  EXPECT_LT(daemon_->VmHwmKiB() - hwm_before, (40 << 10) + kSanitizerSlackKiB)
+      << "the refused requests allocated";
   // One Wait naming one id 8M times (1.4 GiB of answer on 7efb2a6). What remains is gRPC's
   // parse of the 8 MiB request into 8-byte ids (64 MiB, ~135 MiB at peak while the repeated
   // field grows) before the daemon sees it; the answer it would have built is gone.
@@ -254,7 +255,8 @@ TEST_F(HardeningTest, MetadataIsChargedBeforeItIsAllocated) {
   std::vector<uint64_t> ids(8 << 20, 1);
   EXPECT_TRUE(HasStatus(session->Wait(ids, absl::Milliseconds(1)),
                         StatusCode::kResourceExhausted, {"job_ids", "per Wait"}));
-  EXPECT_LT(daemon_->VmHwmKiB() - hwm_wait, 192 << 10) << "the refused Wait allocated";
+  EXPECT_LT(daemon_->VmHwmKiB() - hwm_wait, (192 << 10) + kSanitizerSlackKiB)
+      << "the refused Wait allocated";
   ASSERT_NO_FATAL_FAILURE(ExpectServing());
   ASSERT_NO_FATAL_FAILURE(ExpectAnotherSessionConverts());
 }
@@ -269,7 +271,7 @@ TEST_F(HardeningTest, PoolMemoryIsBudgetedBeforeItIsAllocated) {
   const int64_t hwm_before = daemon_->VmHwmKiB();
   EXPECT_TRUE(HasStatus(session->CreatePool("it-hog", big, 1 << 20, v1::MEMORY_HOST),
                         StatusCode::kResourceExhausted, {"pool_host budget"}));
-  EXPECT_LT(daemon_->VmHwmKiB() - hwm_before, 8 << 10);
+  EXPECT_LT(daemon_->VmHwmKiB() - hwm_before, (8 << 10) + kSanitizerSlackKiB);
   KVS_ASSERT_OK(session->CreatePool("it-modest", big, 4, v1::MEMORY_HOST));
   KVS_ASSERT_OK_AND_ASSIGN(v1::GetInfoResponse info, daemon_->client().GetInfo());
   for (const v1::BudgetUsage& u : info.budgets()) {
@@ -277,6 +279,45 @@ TEST_F(HardeningTest, PoolMemoryIsBudgetedBeforeItIsAllocated) {
       EXPECT_EQ(u.used(), 4 * 80 * 2 * 16 * 8 * 128 * 2);
     }
   }
+}
+
+// #3: pool memory has a per-session share too (issue #13: "a per-session and a daemon-wide
+// budget for every allocation"): one session's pools stop at its share, another's still fit.
+TEST_F(HardeningTest, OneSessionsPoolsStopAtItsShareOfThePoolBudget) {
+  ASSERT_NO_FATAL_FAILURE(StartDaemon({"--pool_host_fraction=0.01", "--session_pool_fraction=0.5"}));
+  std::unique_ptr<Session> a = Open("it-pool-a");
+  std::unique_ptr<Session> b = Open("it-pool-b");
+  const LayoutDesc layout =
+      MakeLayout(LayoutKind::kUniversal, {.nl = 1, .no = 2, .nt = 16, .nh = 8, .hd = 128},
+                 DType::kBF16);
+  const int64_t block = 64 << 10;
+  KVS_ASSERT_OK_AND_ASSIGN(v1::GetInfoResponse info, daemon_->client().GetInfo());
+  int64_t limit = 0, session_limit = 0;
+  for (const v1::BudgetUsage& u : info.budgets()) {
+    if (u.name() == "pool_host") {
+      limit = u.limit();
+      session_limit = u.session_limit();
+    }
+  }
+  ASSERT_GT(limit, 0);
+  EXPECT_EQ(session_limit, limit / 2);
+  const uint32_t most = static_cast<uint32_t>(session_limit * 8 / 10 / block);
+  const uint32_t more = static_cast<uint32_t>(session_limit * 3 / 10 / block) + 1;
+  ASSERT_GT(most, 0u);
+  const v1::Layout proto = LayoutToProto(layout);
+  KVS_ASSERT_OK(a->CreatePool("it-pool-a1", proto, most, v1::MEMORY_HOST));
+  EXPECT_TRUE(HasStatus(a->CreatePool("it-pool-a2", proto, more, v1::MEMORY_HOST),
+                        StatusCode::kResourceExhausted, {"session's pool_host budget"}));
+  KVS_ASSERT_OK(b->CreatePool("it-pool-b1", proto, more, v1::MEMORY_HOST));
+  v1::GetInfoRequest mine;
+  mine.set_session_id(a->id());
+  KVS_ASSERT_OK_AND_ASSIGN(v1::GetInfoResponse a_info,
+                           daemon_->client().Call(&v1::Shuttle::Stub::GetInfo, mine));
+  for (const v1::BudgetUsage& u : a_info.budgets()) {
+    if (u.name() == "pool_host") EXPECT_EQ(u.session_used(), int64_t{most} * block);
+  }
+  KVS_ASSERT_OK(a->DestroyPool("it-pool-a1"));  // its share comes back with the pool
+  KVS_ASSERT_OK(a->CreatePool("it-pool-a2", proto, more, v1::MEMORY_HOST));
 }
 
 // #4: a message over the cap costs the daemon at most its gRPC memory bound, not the whole
@@ -302,7 +343,11 @@ TEST_F(HardeningTest, AnOversizedMessageIsRefusedWithinTheGrpcMemoryBound) {
                                grpc::StatusCode::INTERNAL))
       << status.error_message();
   const int64_t grown_mib = (daemon_->VmHwmKiB() - hwm_before) >> 10;
-  EXPECT_LT(grown_mib, 64 + 96) << "peak daemon memory grew " << grown_mib << " MiB";
+  EXPECT_LT(grown_mib, 64 + 96 + (kSanitizerSlackKiB >> 10))
+      << "peak daemon memory grew " << grown_mib << " MiB";
+  // gRPC's memory bound is shared (docs/security.md, known gaps): right after the flood another
+  // connection's call may still be refused while gRPC reclaims its buffers. It must recover.
+  EXPECT_TRUE(WaitUntil([&] { return daemon_->client().Health().ok(); }, absl::Seconds(3)));
   ASSERT_NO_FATAL_FAILURE(ExpectServing());
   ASSERT_NO_FATAL_FAILURE(ExpectAnotherSessionConverts());
 }

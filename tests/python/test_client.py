@@ -160,6 +160,51 @@ def test_block_id_beyond_the_block_set_is_out_of_range(session: kvshuttle.Sessio
 
 
 # ---------------------------------------------------------------------------------------------
+# The streaming channel
+
+
+def test_attached_session_submits_and_completes_over_the_channel() -> None:
+    daemon = start_daemon(gpus=False, flags=("--log_level=debug",))
+    try:
+        client = kvshuttle.connect(daemon.target)
+        with client.session("pytest-channel") as session:
+            assert session.over_channel
+            src = [kvshuttle.shm_empty(UNIVERSAL.slot_shape, np.float16) for _ in range(2)]
+            for i, array in enumerate(src):
+                array[...] = np.arange(array.size).reshape(array.shape) % 251 + i
+            blocks = session.register_buffers(src, UNIVERSAL)
+            pool = session.create_pool(pool_name(), UNIVERSAL, 4, memory="host")
+            back = [kvshuttle.shm_zeros(UNIVERSAL.slot_shape, np.float16) for _ in range(2)]
+            returned = session.register_buffers(back, UNIVERSAL)
+            ids = pool.allocate(2)
+            for _ in range(20):
+                session.offload(blocks, [0, 1], pool, ids).result(timeout=30)
+            session.onboard(pool, ids, returned, [1, 0]).result(timeout=30)
+            assert np.array_equal(back[0], src[1]) and np.array_equal(back[1], src[0])
+            with pytest.raises(kvshuttle.OutOfRangeError):
+                session.offload(blocks, [2], pool, [ids[0]])  # rejected on the channel
+            session.offload(blocks, [0], pool, [ids[0]]).result(timeout=30)  # still serving
+            pool.destroy()
+        log = daemon.log()
+        assert "method=CreatePool" in log, "the debug log does not name RPCs"
+        assert "method=SubmitBatch" not in log and "method=Wait" not in log
+    finally:
+        daemon.stop()
+
+
+def test_unattached_session_uses_the_unary_calls(cpu_daemon: DaemonProcess) -> None:
+    with kvshuttle.connect(cpu_daemon.target).session("pytest-unary", attach=False) as session:
+        assert not session.over_channel
+        src = [kvshuttle.shm_empty(UNIVERSAL.slot_shape, np.float16) for _ in range(2)]
+        blocks = session.register_buffers(src, UNIVERSAL)
+        pool = session.create_pool(pool_name(), UNIVERSAL, 2, memory="host")
+        try:
+            assert session.offload(blocks, [0, 1], pool, pool.allocate(2)).result(timeout=30).ok
+        finally:
+            pool.destroy()
+
+
+# ---------------------------------------------------------------------------------------------
 # Regions and block sets
 
 

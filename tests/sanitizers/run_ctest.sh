@@ -13,6 +13,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 logs=$build/sanitizer-logs
 rm -rf "$logs"
 mkdir -p "$logs"
+# Writable by every uid (sticky, like /tmp): chaos_test's hostile client runs as nobody, and its
+# reports must land here too.
+chmod 1777 "$logs"
 
 case $kind in
   asan)

@@ -70,6 +70,41 @@ TEST(PlanBuildTest, NullAddress) {
                         Code::kInvalidArgument, {"dst_addresses[1]: null address"}));
 }
 
+// TableCheck::kUsed (the daemon's registered tables): entries no pair uses are not looked at,
+// and every entry a pair uses is checked with the same errors as kAll.
+TEST(PlanBuildTest, UsedEntriesCheckLooksOnlyAtWhatThePairsUse) {
+  std::vector<uint64_t> src = FakeTable(8, 0x100000);  // 2 NHD blocks of 4 chunks
+  src[6] = 0;                                          // in block 1
+  const std::vector<uint64_t> dst = FakeTable(2, 0x900000);
+  const std::vector<BlockPair> block0 = {{0, 0, 0, 0}};
+  const std::vector<BlockPair> block1 = {{1, 1, 0, 0}};
+  EXPECT_TRUE(HasStatus(TransferPlan::Build(SeedSpec(), src, dst, block0, {}, TableCheck::kAll),
+                        Code::kInvalidArgument, {"src_addresses[6]: null address"}));
+  absl::StatusOr<TransferPlan> plan =
+      TransferPlan::Build(SeedSpec(), src, dst, block0, {}, TableCheck::kUsed);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->chunks().size(), 4u);
+  EXPECT_TRUE(HasStatus(TransferPlan::Build(SeedSpec(), src, dst, block1, {}, TableCheck::kUsed),
+                        Code::kInvalidArgument, {"src_addresses[6]: null address"}));
+  std::vector<uint64_t> far = dst;
+  far[1] = kU64Max - 479;  // a universal block spans 480 bytes
+  EXPECT_TRUE(HasStatus(TransferPlan::Build(SeedSpec(), FakeTable(8, 0x100000), far, block1, {},
+                                            TableCheck::kUsed),
+                        Code::kInvalidArgument,
+                        {"dst_addresses[1]: 18446744073709551136 + 480 bytes overflows 64 bits"}));
+  // Same plan either way when every entry is good.
+  absl::StatusOr<TransferPlan> all =
+      TransferPlan::Build(SeedSpec(), FakeTable(8, 0x100000), dst, block1);
+  absl::StatusOr<TransferPlan> used =
+      TransferPlan::Build(SeedSpec(), FakeTable(8, 0x100000), dst, block1, {}, TableCheck::kUsed);
+  ASSERT_TRUE(all.ok() && used.ok());
+  ASSERT_EQ(all->chunks().size(), used->chunks().size());
+  for (size_t i = 0; i < all->chunks().size(); ++i) {
+    EXPECT_EQ(all->chunks()[i].src, used->chunks()[i].src);
+    EXPECT_EQ(all->chunks()[i].dst, used->chunks()[i].dst);
+  }
+}
+
 TEST(PlanBuildTest, AddressExtentOverflowing64Bits) {
   const std::vector<uint64_t> src = FakeTable(8, 0x100000);
   // A universal block spans 480 bytes: the last accepted base is 2^64 - 1 - 480.
