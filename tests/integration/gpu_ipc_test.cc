@@ -5,6 +5,9 @@
 // host mirror of the whole allocation. IPC errors: bad handle, size past the allocation, wrong
 // GPU UUID. Exits 77 with a SKIPPED line when no CUDA device is usable.
 #include <cuda_runtime_api.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -231,6 +234,51 @@ TEST_F(GpuIpcTest, DeviceAndPinnedHostShmConvertBothWays) {
   ASSERT_TRUE(h2d.all_done());
   EXPECT_EQ(h2d.results(0).state(), v1::JOB_DONE) << h2d.DebugString();
   EXPECT_TRUE(DeviceEquals(expected));
+}
+
+// Issue #13, defect 1 on the GPU path: a client shrinks the named shm object under GPU jobs in
+// both directions. The daemon never touches those pages with its CPU (the GPU copies them
+// through the pinning it did at registration), so it must survive: whatever the jobs report,
+// it stays SERVING and the next conversion on the same GPU is byte-exact.
+TEST_F(GpuIpcTest, ATruncatedShmObjectUnderAGpuJobLeavesTheDaemonServing) {
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t region, RegisterRegion());
+  const LayoutDesc nhd = MakeLayout(LayoutKind::kNHDStack, kShape, DType::kBF16);
+  const LayoutDesc hnd = MakeLayout(LayoutKind::kHNDStack, kShape, DType::kBF16);
+  std::vector<uint64_t> dev_offsets;
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t dev,
+                           RegisterDeviceBlockSet(region, nhd, 4096, true, dev_offsets));
+  KVS_ASSERT_OK_AND_ASSIGN(HostBlockSet host,
+                           MakeHostBlockSet(*session_, hnd, kBlocks, Placement::kExplicit, 11));
+  const int fd = shm_open(host.shm->name().c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 0), 0);  // this process must not touch host.data() from here on
+  close(fd);
+  const std::vector<BlockPair> pairs = {{0, 3, 0, 0}, {5, 0, 0, 0}};
+  KVS_ASSERT_OK_AND_ASSIGN(
+      v1::WaitResponse d2h,
+      RunBatch(*session_, {MakeJob(BlockSet(dev), host.endpoint(), WholeBlocks(nhd, hnd), pairs),
+                           MakeJob(host.endpoint(), BlockSet(dev), WholeBlocks(hnd, nhd), pairs)}));
+  ASSERT_TRUE(d2h.all_done()) << d2h.DebugString();
+  std::printf("jobs over the truncated object: %s / %s\n",
+              v1::JobState_Name(d2h.results(0).state()).c_str(),
+              v1::JobState_Name(d2h.results(1).state()).c_str());
+  KVS_ASSERT_OK_AND_ASSIGN(health_v1::HealthCheckResponse::ServingStatus health,
+                           daemon_->client().Health());
+  EXPECT_EQ(health, health_v1::HealthCheckResponse::SERVING);
+  // A fresh host object, the same GPU: byte-exact.
+  KVS_ASSERT_OK_AND_ASSIGN(HostBlockSet fresh,
+                           MakeHostBlockSet(*session_, hnd, kBlocks, Placement::kExplicit, 12));
+  std::vector<uint8_t> now(kAllocationBytes);
+  KVS_ASSERT_OK(memory_->CopyToHost(0, now.data(), now.size()));
+  std::vector<uint8_t> expected = fresh.Snapshot();
+  KVS_ASSERT_OK(ReferenceConvert(WholeBlocks(nhd, hnd), MirrorTable(now, dev_offsets),
+                                 fresh.Table(expected.data()), pairs, 1));
+  KVS_ASSERT_OK_AND_ASSIGN(
+      v1::WaitResponse again,
+      RunBatch(*session_, {MakeJob(BlockSet(dev), fresh.endpoint(), WholeBlocks(nhd, hnd), pairs)}));
+  EXPECT_EQ(again.results(0).state(), v1::JOB_DONE) << again.DebugString();
+  EXPECT_TRUE(BytesEqual(fresh.data(), expected));
+  EXPECT_TRUE(daemon_->running()) << daemon_->Stderr();
 }
 
 TEST_F(GpuIpcTest, IpcErrorsHaveTheirCodesAndLeaveTheDaemonHealthy) {
