@@ -69,14 +69,41 @@ v1::Layout ByteLayout(LayoutKind kind, BlockShape shape) {
   return LayoutToProto(layout);
 }
 
-std::unique_ptr<Session> OpenSession(const Context& c, absl::string_view name) {
+// A session with its own connection; the session goes before its client.
+class OwnedSession {
+ public:
+  OwnedSession() = default;
+  OwnedSession(std::unique_ptr<Client> client, std::unique_ptr<Session> session)
+      : client_(std::move(client)), session_(std::move(session)) {}
+  OwnedSession(OwnedSession&& other) noexcept { *this = std::move(other); }
+  OwnedSession& operator=(OwnedSession&& other) noexcept {
+    session_.reset();
+    client_ = std::move(other.client_);
+    session_ = std::move(other.session_);
+    return *this;
+  }
+  OwnedSession& operator=(std::nullptr_t) {
+    session_.reset();
+    client_.reset();
+    return *this;
+  }
+  ~OwnedSession() { session_.reset(); }
+  Session* operator->() const { return session_.get(); }
+  Session& operator*() const { return *session_; }
+  bool operator==(std::nullptr_t) const { return session_ == nullptr; }
+
+ private:
+  std::unique_ptr<Client> client_;
+  std::unique_ptr<Session> session_;
+};
+
+OwnedSession OpenSession(const Context& c, absl::string_view name) {
   absl::StatusOr<std::unique_ptr<Client>> client = Client::Connect(c.target, absl::Seconds(5));
-  if (!client.ok()) return nullptr;
-  // The session owns no reference to its client here: leak the client with it (the process
-  // exits at the end anyway).
-  Client* raw = client->release();
-  absl::StatusOr<std::unique_ptr<Session>> session = Session::Open(*raw, name, /*attach=*/false);
-  return session.ok() ? *std::move(session) : nullptr;
+  if (!client.ok()) return {};
+  absl::StatusOr<std::unique_ptr<Session>> session =
+      Session::Open(**client, name, /*attach=*/false);
+  if (!session.ok()) return {};
+  return OwnedSession(*std::move(client), *std::move(session));
 }
 
 // A source and destination block set of one 64 KiB block over a named shm object this process
@@ -121,13 +148,13 @@ v1::SubmitBatchRequest SlowBatch(const SlowPair& pair, int jobs, int pairs) {
 }
 
 int64_t HoldSessions(const Context& c) {
-  std::vector<std::unique_ptr<Session>> held;
+  std::vector<OwnedSession> held;
   int64_t attempts = 0;
   absl::SleepFor(absl::Seconds(1));  // the other patterns open their sessions first
   while (c.running()) {
     ++attempts;
-    std::unique_ptr<Session> s = OpenSession(c, "hostile-hoarder");
-    if (s != nullptr) {
+    OwnedSession s = OpenSession(c, "hostile-hoarder");
+    if (!(s == nullptr)) {
       held.push_back(std::move(s));
     } else {
       absl::SleepFor(absl::Milliseconds(20));
@@ -138,7 +165,7 @@ int64_t HoldSessions(const Context& c) {
 }
 
 int64_t Amplify(const Context& c) {
-  std::unique_ptr<Session> s;
+  OwnedSession s;
   int64_t attempts = 0;
   std::unique_ptr<SharedMemory> shm;
   uint64_t region = 0;
@@ -184,7 +211,7 @@ int64_t Amplify(const Context& c) {
 
 int64_t Truncate(const Context& c) {
   int64_t attempts = 0;
-  std::unique_ptr<Session> s;
+  OwnedSession s;
   while (c.running()) {
     if (s == nullptr && (s = OpenSession(c, "hostile-truncator")) == nullptr) {
       absl::SleepFor(absl::Milliseconds(50));
@@ -210,7 +237,7 @@ int64_t Truncate(const Context& c) {
 
 int64_t Hog(const Context& c) {
   int64_t attempts = 0;
-  std::unique_ptr<Session> s;
+  OwnedSession s;
   absl::StatusOr<SlowPair> pair = absl::UnknownError("not yet");
   while (c.running()) {
     if (s == nullptr) {
@@ -290,7 +317,7 @@ int64_t Oversized(const Context& c) {
 
 int64_t Waits(const Context& c) {
   int64_t attempts = 0;
-  std::unique_ptr<Session> s;
+  OwnedSession s;
   absl::StatusOr<SlowPair> pair = absl::UnknownError("not yet");
   while (c.running()) {
     if (s == nullptr) {
