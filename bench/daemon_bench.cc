@@ -331,7 +331,7 @@ absl::StatusOr<Baselines> MeasureBaselines(ShapeKit& kit, Converter& conv, cudaS
 struct DaemonResult {
   double gbps = 0;
   int64_t jobs = 0;
-  Stats latency_us, submit_us, queue_us, run_us, completion_us;
+  Stats latency_us, submit_us, daemon_submit_us, queue_us, run_us, completion_us;
   int64_t errors = 0;
   std::string first_error;
 };
@@ -341,7 +341,7 @@ DaemonResult MeasureDaemon(std::vector<std::unique_ptr<ClientKit>>& clients, int
                            int memory, bool offload, int nb, int inflight, double seconds,
                            uint64_t block_bytes, bool channel) {
   std::mutex mu;
-  std::vector<double> latency, submit, queue, run, completion;
+  std::vector<double> latency, submit, daemon_submit, queue, run, completion;
   std::atomic<int64_t> jobs{0}, errors{0};
   std::string first_error;
   std::vector<std::thread> threads;
@@ -351,7 +351,8 @@ DaemonResult MeasureDaemon(std::vector<std::unique_ptr<ClientKit>>& clients, int
     for (int f = 0; f < inflight; ++f) {
       threads.emplace_back([&, c, f] {
         ClientKit& kit = *clients[c];
-        std::vector<double> my_latency, my_submit, my_queue, my_run, my_completion;
+        std::vector<double> my_latency, my_submit, my_daemon_submit, my_queue, my_run,
+            my_completion;
         for (int64_t k = f; absl::Now() < end; k += inflight) {
           v1::SubmitBatchRequest batch;
           *batch.add_jobs() = MakeJob(kit, memory, offload, nb, k);
@@ -391,6 +392,7 @@ DaemonResult MeasureDaemon(std::vector<std::unique_ptr<ClientKit>>& clients, int
           const double sub = absl::ToDoubleMicroseconds(t1 - t0);
           my_latency.push_back(total);
           my_submit.push_back(sub);
+          my_daemon_submit.push_back(r.submit_seconds() * 1e6);
           my_queue.push_back(r.queue_seconds() * 1e6);
           my_run.push_back(r.run_seconds() * 1e6);
           my_completion.push_back(
@@ -400,6 +402,8 @@ DaemonResult MeasureDaemon(std::vector<std::unique_ptr<ClientKit>>& clients, int
         std::lock_guard<std::mutex> lock(mu);
         latency.insert(latency.end(), my_latency.begin(), my_latency.end());
         submit.insert(submit.end(), my_submit.begin(), my_submit.end());
+        daemon_submit.insert(daemon_submit.end(), my_daemon_submit.begin(),
+                             my_daemon_submit.end());
         queue.insert(queue.end(), my_queue.begin(), my_queue.end());
         run.insert(run.end(), my_run.begin(), my_run.end());
         completion.insert(completion.end(), my_completion.begin(), my_completion.end());
@@ -415,6 +419,7 @@ DaemonResult MeasureDaemon(std::vector<std::unique_ptr<ClientKit>>& clients, int
   r.gbps = static_cast<double>(jobs) * nb * static_cast<double>(block_bytes) / wall / 1e9;
   r.latency_us = Summarize(latency);
   r.submit_us = Summarize(submit);
+  r.daemon_submit_us = Summarize(daemon_submit);
   r.queue_us = Summarize(queue);
   r.run_us = Summarize(run);
   r.completion_us = Summarize(completion);
@@ -510,9 +515,10 @@ absl::Status Main() {
     }
   }
   std::vector<std::string> json_cases;
-  std::printf("%-9s %-4s %-7s %4s %3s %3s %-7s | %8s %6s %6s | %9s %9s | %7s %7s %7s %7s %7s\n",
+  std::printf("%-9s %-4s %-7s %4s %3s %3s %-7s | %8s %6s %6s | %9s %9s | %7s %7s %7s %7s %7s "
+              "%7s\n",
               "shape", "pool", "dir", "nb", "inf", "cli", "path", "GB/s", "x mcpy", "x kern",
-              "lat p50", "lat p99", "submit", "queue", "run", "compl", "mcpy us");
+              "lat p50", "lat p99", "submit", "(daemon", "queue", "run", "compl", "mcpy us");
   size_t done = 0;
   for (const std::string& shape_name : shapes) {
     auto shape = std::find_if(Shapes().begin(), Shapes().end(),
@@ -555,12 +561,13 @@ absl::Status Main() {
         return absl::InternalError(absl::StrCat(d.errors, " daemon jobs failed: ", d.first_error));
       }
       std::printf("%-9s %-4s %-7s %4d %3d %3d %-7s | %8.1f %6.3f %6.3f | %9.1f %9.1f | %7.1f "
-                  "%7.1f %7.1f %7.1f %7.1f\n",
+                  "%7.1f %7.1f %7.1f %7.1f %7.1f\n",
                   c.shape.c_str(), c.memory == 0 ? "dev" : "host",
                   c.offload ? "offload" : "onboard", c.nb, c.inflight, c.clients, path.c_str(),
                   d.gbps,
                   d.gbps / b.memcpy_gbps, d.gbps / b.kernel_gbps, d.latency_us.p50,
-                  d.latency_us.p99, d.submit_us.p50, d.queue_us.p50, d.run_us.p50,
+                  d.latency_us.p99, d.submit_us.p50, d.daemon_submit_us.p50, d.queue_us.p50,
+                  d.run_us.p50,
                   d.completion_us.p50, b.memcpy_us);
       std::fflush(stdout);
       json_cases.push_back(absl::StrFormat(
@@ -568,13 +575,13 @@ absl::Status Main() {
           "\"clients\":%d,\"bytes_per_job\":%d,\"jobs\":%d,\"gbps\":%.2f,\"memcpy_gbps\":%.2f,"
           "\"memcpy_us\":%.2f,\"kernel_gbps\":%.2f,\"ratio_memcpy\":%.4f,\"ratio_kernel\":%.4f,"
           "\"jobs_per_second\":%.1f,\"latency_us\":%s,\"submit_us\":%s,\"queue_us\":%s,"
-          "\"run_us\":%s,\"completion_us\":%s,\"path\":\"%s\"}",
+          "\"run_us\":%s,\"completion_us\":%s,\"path\":\"%s\",\"daemon_submit_us\":%s}",
           c.shape, c.memory == 0 ? "device" : "host", c.offload ? "offload" : "onboard", c.nb,
           c.inflight, c.clients, kit->block_bytes * c.nb, d.jobs, d.gbps, b.memcpy_gbps,
           b.memcpy_us, b.kernel_gbps, d.gbps / b.memcpy_gbps, d.gbps / b.kernel_gbps,
           d.gbps * 1e9 / static_cast<double>(kit->block_bytes * c.nb), StatsJson(d.latency_us),
           StatsJson(d.submit_us), StatsJson(d.queue_us), StatsJson(d.run_us),
-          StatsJson(d.completion_us), path));
+          StatsJson(d.completion_us), path, StatsJson(d.daemon_submit_us)));
       }
     }
     for (auto& c : clients) {

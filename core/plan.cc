@@ -239,6 +239,21 @@ absl::StatusOr<TransferPlan> TransferPlan::Build(const TransferSpec& spec,
   return plan;
 }
 
+TransferPlan TransferPlan::PairSlice(int64_t begin, int64_t end) const {
+  const int64_t per_pair = ChunksPerPair();
+  TransferPlan slice;
+  slice.spec_ = spec_;
+  slice.geometry_ = geometry_;
+  slice.alignment_ = alignment_;  // a subset's alignment is at least the whole plan's
+  slice.num_pairs_ = end - begin;
+  const auto first = static_cast<size_t>(begin * per_pair);
+  const auto last = static_cast<size_t>(end * per_pair);
+  slice.chunks_.assign(chunks_.begin() + first, chunks_.begin() + last);
+  slice.joins_.assign(joins_.begin() + first, joins_.begin() + last);
+  if (!slice.joins_.empty()) slice.joins_[0] = 0;
+  return slice;
+}
+
 bool TransferPlan::VisitRuns(const std::function<bool(const CopyRun&)>& visit) const {
   const ChunkGeometry& g = geometry_;
   const uint64_t row = static_cast<uint64_t>(g.row_bytes);

@@ -104,6 +104,15 @@ class TransferPlan {
   // When true and `runs` is not null, the runs (what Runs() returns) are left in `runs`.
   bool FewLargeRuns(size_t max_runs, uint64_t min_run_bytes,
                     std::vector<CopyRun>* runs = nullptr) const;
+  // The plan of pairs [begin, end) of this one (0 ≤ begin < end ≤ num_pairs()): the same spec
+  // and geometry, their chunks in order, no run continuing across its start. Running the
+  // slices of a plan one after another copies exactly what the plan copies. The GPU workers run
+  // long jobs this way, so that others interleave and a running job can be stopped.
+  TransferPlan PairSlice(int64_t begin, int64_t end) const;
+  // Chunk copies per pair (layers × outer chunks).
+  int64_t ChunksPerPair() const {
+    return num_pairs_ > 0 ? static_cast<int64_t>(chunks_.size()) / num_pairs_ : 0;
+  }
   // Number of runs Runs() would return for the rows of one chunk (a lower bound on its
   // per-chunk cost, used by backend selection).
   int64_t RowsPerChunk() const { return geometry_.inner_count * geometry_.outer_count; }

@@ -92,9 +92,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const DaemonOptions& opti
       if (static_cast<int>(d->gpu_workers_.size()) <= dev.ordinal) {
         d->gpu_workers_.resize(dev.ordinal + 1);
       }
-      ASSIGN_OR_RETURN(d->gpu_workers_[dev.ordinal],
-                       d->gpu_->CreateWorker(dev.ordinal, QueueLimits(options.limits.queue_capacity,
-                                                                       options.limits.session_queue_capacity)));
+      QueueLimits limits(options.limits.queue_capacity, options.limits.session_queue_capacity);
+      limits.gpu_slice_bytes = options.limits.gpu_slice_bytes;
+      ASSIGN_OR_RETURN(d->gpu_workers_[dev.ordinal], d->gpu_->CreateWorker(dev.ordinal, limits));
     }
   }
   d->cpu_executor_ = CreateCpuExecutor(
@@ -626,6 +626,10 @@ absl::StatusOr<Daemon::Side> Daemon::ResolveEndpoint(Session& session,
 }
 
 absl::Status Daemon::SubmitBatch(const CallContext& call, const v1::SubmitBatchRequest& req, v1::SubmitBatchResponse* resp) {
+  const absl::Time received = absl::Now();
+  // The batch's validation and planning time, filled in once all of it is planned (before any
+  // of its jobs can start) and reported in each JobResult.
+  auto submit_cost = std::make_shared<std::atomic<int64_t>>(0);
   if (draining_) return absl::UnavailableError("SubmitBatch: the daemon is draining");
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   if (call.cancelled()) return absl::CancelledError("SubmitBatch: call cancelled; nothing queued");
@@ -735,9 +739,10 @@ absl::Status Daemon::SubmitBatch(const CallContext& call, const v1::SubmitBatchR
     const std::string executor_name = executor->name();
     ExecutorMetrics* job_metrics = &metrics_->Executor(ExecutorLabel(std::max(src_dev, dst_dev)));
     task->done = [this, weak_session, id = task->job_id, bytes, executor_name, job_metrics,
-                  log_session = LogSessionId(session->id())](const JobOutcome& outcome) {
+                  submit_cost, log_session = LogSessionId(session->id())](const JobOutcome& outcome) {
       v1::JobResult r;
       r.set_job_id(id);
+      r.set_submit_seconds(static_cast<double>(submit_cost->load()) * 1e-9);
       r.set_code(static_cast<int>(outcome.status.code()));
       r.set_message(std::string(outcome.status.message()));
       r.set_backend(BackendToProto(outcome.backend));
@@ -774,6 +779,7 @@ absl::Status Daemon::SubmitBatch(const CallContext& call, const v1::SubmitBatchR
     groups[executor].push_back(std::move(task));
   }
   RETURN_IF_ERROR(session->AddJobs(ids));
+  submit_cost->store(absl::ToInt64Nanoseconds(absl::Now() - received));
   for (auto& [executor, tasks] : groups) {
     const absl::Status queued = executor->Submit(tasks);
     if (queued.ok()) continue;

@@ -79,6 +79,9 @@ ABSL_FLAG(int, max_sessions_per_client, 64,
           "sessions one client may hold: one uid on the unix socket, one host over TCP");
 ABSL_FLAG(int, max_waits_per_session, 16, "Wait calls of one session blocked at once");
 ABSL_FLAG(int, max_wait_ids, 65536, "job ids one Wait may name");
+ABSL_FLAG(int, gpu_slice_mib, 256,
+          "a GPU job moving more than this many MiB runs in slices of whole pairs of about this "
+          "size, so that other sessions' jobs interleave and it can be stopped (0: never sliced)");
 ABSL_FLAG(int, session_queue_capacity, 2048,
           "queued jobs of one session per executor (sessions are served in turn)");
 ABSL_FLAG(int, max_connections, 1024, "unix-socket connections open at once");
@@ -288,6 +291,11 @@ absl::StatusOr<DaemonOptions> OptionsFromFlags(const Origins& origins) {
   l.max_waits_per_session = absl::GetFlag(FLAGS_max_waits_per_session);
   l.max_wait_ids = absl::GetFlag(FLAGS_max_wait_ids);
   l.session_queue_capacity = absl::GetFlag(FLAGS_session_queue_capacity);
+  if (absl::GetFlag(FLAGS_gpu_slice_mib) < 0) {
+    return FlagError(origins, "gpu_slice_mib", absl::StrCat(absl::GetFlag(FLAGS_gpu_slice_mib)),
+                     "must be >= 0 (0: GPU jobs are never sliced)");
+  }
+  l.gpu_slice_bytes = int64_t{absl::GetFlag(FLAGS_gpu_slice_mib)} << 20;
   EdgeLimits& e = o.edge;
   e.max_connections = absl::GetFlag(FLAGS_max_connections);
   e.max_connections_per_uid = absl::GetFlag(FLAGS_max_connections_per_uid);

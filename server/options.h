@@ -24,6 +24,7 @@ struct Limits {
   int max_waits_per_session = 16;     // Wait calls of one session blocked at once
   int max_wait_ids = 65536;           // job ids one Wait may name
   int session_queue_capacity = 2048;  // tasks one session may have queued per executor
+  int64_t gpu_slice_bytes = int64_t{256} << 20;  // GPU jobs run in slices of about this (0: never)
 };
 
 // Byte and count budgets for what requests make the daemon allocate (docs/security.md). Each

@@ -69,8 +69,11 @@ struct JobTask {
   uint64_t job_id = 0;
   uint64_t session = 0;  // the submitting session's serial: the unit of fair scheduling
   TransferPlan plan;
-  // Sliced execution (CPU executor): how far the copy got, whether it started and when.
+  // Sliced execution (CPU executor: cursor; GPU workers: next_pair and cursor.bytes_done): how
+  // far the copy got, whether it started and when.
   PlanCursor cursor;
+  int64_t next_pair = 0;
+  Backend slice_backend = Backend::kAuto;  // GPU: the backend its launched slices used
   bool running = false;
   absl::Time launched_at;
   Backend backend = Backend::kAuto;
@@ -125,6 +128,9 @@ struct QueueLimits {
   QueueLimits(int total, int per_session) : capacity(total), session_capacity(per_session) {}
   int capacity = 8192;
   int session_capacity = 2048;
+  // GPU workers: a job moving more than this runs in slices of whole pairs of about this many
+  // bytes, so that other sessions' jobs interleave and a running job can be stopped.
+  int64_t gpu_slice_bytes = int64_t{256} << 20;
 };
 
 // The CPU executor: `threads` threads (≥ 1) running plans with memcpy in slices of

@@ -85,7 +85,9 @@ class ClientEvent {
 class GpuWorker : public QueuedExecutor {
  public:
   GpuWorker(int ordinal, const std::string& uuid, QueueLimits limits)
-      : QueuedExecutor(absl::StrCat("gpu:", uuid), limits), ordinal_(ordinal) {}
+      : QueuedExecutor(absl::StrCat("gpu:", uuid), limits),
+        ordinal_(ordinal),
+        slice_bytes_(limits.gpu_slice_bytes) {}
 
   ~GpuWorker() override {
     Drain(absl::InfiniteFuture());
@@ -132,22 +134,26 @@ class GpuWorker : public QueuedExecutor {
     cudaEvent_t event = nullptr;
     Backend backend = Backend::kAuto;
     absl::Time launch;
+    std::optional<JobOutcome> outcome;  // set: the job ends with this once the event is done
   };
 
   void Loop() {
     const cudaError_t set = cudaSetDevice(ordinal_);
     if (set != cudaSuccess) MarkSticky(set, "cudaSetDevice in the worker thread");
     std::thread completer([this] { CompleteLoop(); });
+    // Long jobs partly launched (this thread only, never back in the shared queue: their
+    // memory must stay held until their last slice is on the stream). One slice of each, then
+    // whatever others queued meanwhile, in turn.
+    std::deque<std::unique_ptr<JobTask>> resume;
     while (true) {
-      std::vector<std::unique_ptr<JobTask>> batch = queue_.PopBatch(kMaxBatch);
-      if (batch.empty()) break;  // closed and drained
-      for (std::unique_ptr<JobTask>& task : batch) {
-        std::optional<Launched> l = Launch(std::move(task));
-        if (!l.has_value()) continue;
-        std::unique_lock<std::mutex> lock(mu_);
-        slot_free_.wait(lock, [this] { return in_flight_.size() < kMaxInFlight; });
-        in_flight_.push_back(std::move(*l));
-        launched_.notify_one();
+      std::vector<std::unique_ptr<JobTask>> batch =
+          resume.empty() ? queue_.PopBatch(kMaxBatch) : queue_.TryPopBatch(kMaxBatch);
+      if (batch.empty() && resume.empty()) break;  // closed and drained
+      for (std::unique_ptr<JobTask>& task : batch) Step(std::move(task), resume);
+      for (size_t n = resume.size(); n > 0; --n) {
+        std::unique_ptr<JobTask> task = std::move(resume.front());
+        resume.pop_front();
+        Step(std::move(task), resume);
       }
     }
     {
@@ -161,6 +167,18 @@ class GpuWorker : public QueuedExecutor {
       exited_ = true;
     }
     exited_cv_.notify_all();
+  }
+
+  // Launches the next slice of `task` (all of it when small): a task with slices left goes to
+  // `resume`, a launched one to the completion thread.
+  void Step(std::unique_ptr<JobTask> task, std::deque<std::unique_ptr<JobTask>>& resume) {
+    bool more = false;
+    std::optional<Launched> l = Launch(std::move(task), &more, &resume);
+    if (!l.has_value()) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    slot_free_.wait(lock, [this] { return in_flight_.size() < kMaxInFlight; });
+    in_flight_.push_back(std::move(*l));
+    launched_.notify_one();
   }
 
   // The completion thread: finishes launched tasks in launch order as their events complete.
@@ -181,17 +199,32 @@ class GpuWorker : public QueuedExecutor {
     }
   }
 
-  // Launches `task` and returns it as launched, or completes it right away (and returns
-  // nothing) when it is dropped, fails to launch, or the device is unusable.
-  std::optional<Launched> Launch(std::unique_ptr<JobTask> task) {
-    const absl::Time launch = absl::Now();
-    if (std::optional<JobOutcome> dropped = DropOutcome(*task, launch)) {
-      Finish(std::move(task), *dropped);
-      return std::nullopt;
+  // Launches `task` (or its next slice) and returns it as launched once its last part is on the
+  // stream; a task with slices left goes to `resume` (nothing returned). Completes it right
+  // away (nothing returned) when it is dropped, fails to launch, or the device is unusable; a
+  // task stopped after some of its slices went on the stream is returned with `stopped` set,
+  // so that it completes once those are done.
+  std::optional<Launched> Launch(std::unique_ptr<JobTask> task, bool* more,
+                                 std::deque<std::unique_ptr<JobTask>>* resume) {
+    *more = false;
+    const absl::Time now = absl::Now();
+    if (!task->running) {
+      if (std::optional<JobOutcome> dropped = DropOutcome(*task, now)) {
+        Finish(std::move(task), *dropped);
+        return std::nullopt;
+      }
+      task->running = true;
+      task->launched_at = now;
     }
+    const absl::Time launch = task->launched_at;
+    const bool started = task->next_pair > 0;  // slices of it are on the stream
     if (aborting() || (task->cancelled != nullptr && task->cancelled->stop_requested())) {
-      Finish(std::move(task), StoppedOutcome(*task, launch));
-      return std::nullopt;
+      JobOutcome stopped = StoppedOutcome(*task, launch);
+      if (!started) {
+        Finish(std::move(task), stopped);
+        return std::nullopt;
+      }
+      return AfterLaunched(std::move(task), std::move(stopped));
     }
     JobOutcome failed;
     failed.queued = launch - task->submitted;
@@ -200,18 +233,40 @@ class GpuWorker : public QueuedExecutor {
       Finish(std::move(task), failed);
       return std::nullopt;
     }
-    // The client's event is opened before anything goes on the stream: a bad handle fails
-    // the job without running it.
-    absl::StatusOr<ClientEvent> client_event = ClientEvent::Open(task->completion_event);
+    // Which pairs this step launches: all of them, or a slice of about slice_bytes_.
+    const int64_t pairs = task->plan.num_pairs();
+    int64_t end = pairs;
+    if (slice_bytes_ > 0 && pairs > 1 && task->plan.bytes() > slice_bytes_) {
+      const int64_t per_pair = std::max<int64_t>(1, task->plan.bytes() / pairs);
+      end = std::min(pairs, task->next_pair + std::max<int64_t>(1, slice_bytes_ / per_pair));
+    }
+    const bool last = end == pairs;
+    // The client's event is opened before the job's last part goes on the stream: a bad handle
+    // fails the job (an unsliced one without running it).
+    absl::StatusOr<ClientEvent> client_event =
+        last ? ClientEvent::Open(task->completion_event) : ClientEvent();
     if (!client_event.ok()) {
       failed.status = absl::Status(client_event.status().code(),
                                    absl::StrCat("job ", task->job_id, ": ",
                                                 client_event.status().message()));
+      if (started) return AfterLaunched(std::move(task), std::move(failed));
       Finish(std::move(task), failed);
       return std::nullopt;
     }
+    const bool whole = task->next_pair == 0 && last;
+    std::optional<TransferPlan> slice;
+    if (!whole) slice = task->plan.PairSlice(task->next_pair, end);
+    const TransferPlan& part = whole ? task->plan : *slice;
     const absl::StatusOr<Backend> backend =
-        converter_->Enqueue(task->plan, LaunchOptions{task->backend, task->max_sms}, stream_);
+        converter_->Enqueue(part, LaunchOptions{task->backend, task->max_sms}, stream_);
+    if (backend.ok() && !last) {
+      task->next_pair = end;
+      task->cursor.bytes_done += part.bytes();
+      task->slice_backend = *backend;
+      resume->push_back(std::move(task));
+      *more = true;
+      return std::nullopt;
+    }
     cudaEvent_t event = nullptr;
     absl::Status status = backend.status();
     if (status.ok()) status = RecordEvent(&event);
@@ -232,13 +287,29 @@ class GpuWorker : public QueuedExecutor {
       return std::nullopt;
     }
     if (task->launched) task->launched();
-    return Launched{std::move(task), event, *backend, launch};
+    return Launched{std::move(task), event, *backend, launch, std::nullopt};
+  }
+
+  // A task with parts on the stream that ends early (stopped, or its client event refused):
+  // an event after its launched parts, and it completes with `outcome` once they are done.
+  std::optional<Launched> AfterLaunched(std::unique_ptr<JobTask> task, JobOutcome outcome) {
+    cudaEvent_t event = nullptr;
+    absl::Status recorded = RecordEvent(&event);
+    if (!recorded.ok()) {
+      const cudaError_t sync = cudaStreamSynchronize(stream_);
+      if (sync != cudaSuccess) MarkSticky(sync, "cudaStreamSynchronize for a stopped job");
+      Finish(std::move(task), outcome);
+      return std::nullopt;
+    }
+    const Backend backend = task->slice_backend;
+    const absl::Time launch = task->launched_at;
+    return Launched{std::move(task), event, backend, launch, std::move(outcome)};
   }
 
   // Waits for a launched task's event and completes it.
   void FinishLaunched(Launched& l) {
     const cudaError_t error = cudaEventSynchronize(l.event);
-    JobOutcome outcome;
+    JobOutcome outcome = l.outcome.value_or(JobOutcome{});
     outcome.backend = l.backend;
     outcome.queued = l.launch - l.task->submitted;
     outcome.run = absl::Now() - l.launch;
@@ -299,6 +370,7 @@ class GpuWorker : public QueuedExecutor {
   }
 
   const int ordinal_;
+  const int64_t slice_bytes_;
   std::unique_ptr<Converter> converter_;
   cudaStream_t stream_ = nullptr;
   std::thread thread_;

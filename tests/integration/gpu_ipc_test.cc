@@ -15,6 +15,7 @@
 #include <numeric>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cuda_memory.h"
 #include "core/reference.h"
@@ -42,6 +43,9 @@ class GpuIpcTest : public ::testing::Test {
     uuid_ = new std::string(devices.front().uuid);
     DaemonConfig config;
     config.gpus = true;
+    // Jobs over 1 MiB run in slices of ~1 MiB (the default is 256 MiB): every multi-pair job
+    // of this suite above that size is sliced.
+    config.flags = {"--gpu_slice_mib=1"};
     absl::StatusOr<std::unique_ptr<DaemonProcess>> daemon = DaemonProcess::Start(config);
     ASSERT_TRUE(daemon.ok()) << daemon.status();
     daemon_ = daemon->release();
@@ -279,6 +283,68 @@ TEST_F(GpuIpcTest, ATruncatedShmObjectUnderAGpuJobLeavesTheDaemonServing) {
   EXPECT_EQ(again.results(0).state(), v1::JOB_DONE) << again.DebugString();
   EXPECT_TRUE(BytesEqual(fresh.data(), expected));
   EXPECT_TRUE(daemon_->running()) << daemon_->Stderr();
+}
+
+// Issue #13, deliverable 3 on the GPU: a long job runs in slices of whole pairs (here ~1 MiB):
+// the result is byte-exact, and CancelJobs stops it between slices (JOB_CANCELLED, "stopped
+// while running"), after which the worker serves the next job.
+TEST_F(GpuIpcTest, ALongJobRunsInSlicesAndStopsWhenCancelled) {
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t region, RegisterRegion());
+  const LayoutDesc nhd = MakeLayout(LayoutKind::kNHDStack, kShape, DType::kBF16);
+  const LayoutDesc hnd = MakeLayout(LayoutKind::kHNDStack, kShape, DType::kBF16);
+  std::vector<uint64_t> dev_offsets;
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t dev,
+                           RegisterDeviceBlockSet(region, nhd, 4096, true, dev_offsets));
+  KVS_ASSERT_OK_AND_ASSIGN(HostBlockSet host,
+                           MakeHostBlockSet(*session_, hnd, kBlocks, Placement::kExplicit, 13));
+  // 64 pairs (8 MiB, 8 slices): a permutation of the 8 blocks, 8 times over (each destination
+  // block gets the same bytes every time, so the order of the slices cannot show).
+  std::vector<BlockPair> pairs;
+  for (int r = 0; r < 8; ++r) {
+    for (int64_t b = 0; b < kBlocks; ++b) pairs.push_back({b, (b * 3 + 1) % kBlocks, 0, 0});
+  }
+  std::vector<uint8_t> expected = host.Snapshot();
+  KVS_ASSERT_OK(ReferenceConvert(WholeBlocks(nhd, hnd), MirrorTable(mirror_, dev_offsets),
+                                 host.Table(expected.data()), pairs, 1));
+  KVS_ASSERT_OK_AND_ASSIGN(
+      v1::WaitResponse sliced,
+      RunBatch(*session_, {MakeJob(BlockSet(dev), host.endpoint(), WholeBlocks(nhd, hnd), pairs)}));
+  EXPECT_EQ(sliced.results(0).state(), v1::JOB_DONE) << sliced.DebugString();
+  EXPECT_EQ(sliced.results(0).bytes(), uint64_t{64} * 128 * 1024);
+  EXPECT_TRUE(BytesEqual(host.data(), expected));
+
+  // 65,536 pairs of one block to pinned host memory: 8 GiB over PCIe, some 8,000 slices.
+  const std::vector<BlockPair> many(65536, BlockPair{0, 0, 0, 0});
+  v1::SubmitBatchRequest batch;
+  *batch.add_jobs() = MakeJob(BlockSet(dev), host.endpoint(), WholeBlocks(nhd, hnd), many);
+  KVS_ASSERT_OK_AND_ASSIGN(v1::SubmitBatchResponse submitted, session_->SubmitBatch(batch));
+  const std::vector<uint64_t> ids = {submitted.job_ids(0)};
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        absl::StatusOr<v1::WaitResponse> now = session_->Wait(ids, absl::Milliseconds(-1));
+        return now.ok() && now->results(0).state() == v1::JOB_RUNNING;
+      },
+      absl::Seconds(5)));
+  const absl::Time cancel = absl::Now();
+  KVS_ASSERT_OK_AND_ASSIGN(v1::CancelJobsResponse cancelled, session_->CancelJobs(ids));
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse stopped, session_->Wait(ids, absl::Seconds(30)));
+  const absl::Duration took = absl::Now() - cancel;
+  ASSERT_TRUE(stopped.all_done()) << stopped.DebugString();
+  EXPECT_EQ(stopped.results(0).state(), v1::JOB_CANCELLED) << stopped.DebugString();
+  EXPECT_TRUE(absl::StrContains(stopped.results(0).message(), "stopped while running"))
+      << stopped.DebugString();
+  EXPECT_LT(took, absl::Seconds(1)) << "the stop took " << took;
+  std::printf("stopped %s after the cancel: %s\n", absl::FormatDuration(took).c_str(),
+              stopped.results(0).message().c_str());
+  FillRandom(host.data(), host.bytes(), 14);
+  expected = host.Snapshot();
+  KVS_ASSERT_OK(ReferenceConvert(WholeBlocks(nhd, hnd), MirrorTable(mirror_, dev_offsets),
+                                 host.Table(expected.data()), pairs, 1));
+  KVS_ASSERT_OK_AND_ASSIGN(
+      v1::WaitResponse after,
+      RunBatch(*session_, {MakeJob(BlockSet(dev), host.endpoint(), WholeBlocks(nhd, hnd), pairs)}));
+  EXPECT_EQ(after.results(0).state(), v1::JOB_DONE) << after.DebugString();
+  EXPECT_TRUE(BytesEqual(host.data(), expected));
 }
 
 TEST_F(GpuIpcTest, IpcErrorsHaveTheirCodesAndLeaveTheDaemonHealthy) {

@@ -2,6 +2,7 @@
 // list of shapes and ranges, the plan + host executor, the plan's contiguous runs, and the
 // element-wise reference converter must produce byte-identical destinations (guards included).
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <ostream>
 #include <string>
@@ -179,9 +180,35 @@ TEST_P(HostExecutorTest, PlanRunsAndReferenceAgreeByteForByte) {
     run_bytes += static_cast<int64_t>(r.bytes);
   }
 
+  // The plan in pair slices (how GPU workers run long jobs), one after another: the same bytes,
+  // both executed and as runs.
+  HostBlocks by_slices(spec.dst, c.dst_blocks);
+  HostBlocks by_slice_runs(spec.dst, c.dst_blocks);
+  absl::StatusOr<TransferPlan> whole =
+      TransferPlan::Build(spec, src.addresses(), by_slices.addresses(), c.pairs);
+  absl::StatusOr<TransferPlan> whole_runs =
+      TransferPlan::Build(spec, src.addresses(), by_slice_runs.addresses(), c.pairs);
+  ASSERT_TRUE(whole.ok() && whole_runs.ok());
+  const int64_t n = whole->num_pairs();
+  int64_t slice_bytes = 0;
+  for (int64_t begin = 0, step = 1; begin < n; begin += step, step = step % 3 + 1) {
+    const int64_t end = std::min(n, begin + step);
+    const TransferPlan slice = whole->PairSlice(begin, end);
+    EXPECT_EQ(slice.num_pairs(), end - begin);
+    EXPECT_EQ(slice.chunks().size(), static_cast<size_t>((end - begin) * whole->ChunksPerPair()));
+    ExecutePlanOnHost(slice, 1);
+    for (const CopyRun& r : whole_runs->PairSlice(begin, end).Runs()) {
+      std::memcpy(reinterpret_cast<void*>(r.dst), reinterpret_cast<const void*>(r.src), r.bytes);
+    }
+    slice_bytes += slice.bytes();
+  }
+  EXPECT_EQ(slice_bytes, whole->bytes());
+
   const absl::Status ref =
       ReferenceConvert(spec, src.addresses(), by_reference.addresses(), c.pairs, 2);
   ASSERT_TRUE(ref.ok()) << ref;
+  EXPECT_TRUE(SameBytes(by_slices.buffers(), by_reference.buffers())) << "PairSlice, executed";
+  EXPECT_TRUE(SameBytes(by_slice_runs.buffers(), by_reference.buffers())) << "PairSlice, runs";
 
   const TransferSpec& r = plan->spec();
   const int64_t want_bytes = static_cast<int64_t>(c.pairs.size()) * r.layers.count *
