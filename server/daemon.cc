@@ -564,6 +564,7 @@ absl::Status Daemon::CreatePool(const CallContext& call, const v1::CreatePoolReq
   if (draining_) return absl::UnavailableError("CreatePool: the daemon is draining");
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   PoolTable::PoolAccounts accounts;
+  accounts.metadata = session->metadata_account();
   accounts.host = session->pool_host_account();
   accounts.device = [&session](int ordinal) { return session->pool_device_account(ordinal); };
   ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Create(req, accounts));

@@ -179,7 +179,7 @@ absl::StatusOr<std::shared_ptr<Pool>> PoolTable::Create(const v1::CreatePoolRequ
   const std::string what = absl::StrCat("pool ", Quoted(request.name()));
   ASSIGN_OR_RETURN(Budget::Charge metadata,
                    budgets_.metadata.Take(Pool::MetadataBytes(request.num_blocks()),
-                                          absl::StrCat(what, " metadata")));
+                                          absl::StrCat(what, " metadata"), accounts.metadata));
   charges.push_back(std::move(metadata));
   switch (request.memory()) {
     case v1::MEMORY_DEVICE: {

@@ -70,6 +70,7 @@ class PoolTable {
  public:
   // A session's accounts of the pool budgets: host pools, and device pools of GPU `ordinal`.
   struct PoolAccounts {
+    std::shared_ptr<Budget::Account> metadata;  // the pool's metadata
     std::shared_ptr<Budget::Account> host;
     std::function<std::shared_ptr<Budget::Account>(int ordinal)> device;
   };
