@@ -58,24 +58,13 @@ def torch_universal(caches, ids, out) -> None:
     out.copy_(stacked.permute(2, 4, 0, 1, 3, 5))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", default="unix:/run/kvshuttle/kvshuttle.sock")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default="")
-    parser.add_argument("--commit", default="unknown")
-    parser.add_argument("--seconds", type=float, default=0.5, help="per daemon case")
-    args = parser.parse_args()
-    device = torch.device("cuda:0")
+def run_path(client, path: str, caches, block_bytes: int, args, rows: list) -> bool:
+    """The cases of one client path; appends their rows; False when the bytes are wrong."""
+    device = caches[0].device
     nl, nt, nh, hd = SHAPE["nl"], SHAPE["nt"], SHAPE["nh"], SHAPE["hd"]
-    caches = [torch.randn(2, CACHE_BLOCKS, nt, nh, hd, dtype=torch.bfloat16, device=device)
-              for _ in range(nl)]
-    block_bytes = nl * 2 * nt * nh * hd * 2
-    client = kvshuttle.connect(args.target)
-    rows = []
-    with client.session("daemon-bench-py") as session:
+    with client.session(f"daemon-bench-py-{path}", attach=path == "channel") as session:
         cache = session.register_vllm_cache(caches)
-        pool = session.create_pool(f"bench-py-{int(time.time())}",
+        pool = session.create_pool(f"bench-py-{path}-{int(time.time())}",
                                    cache.layout.replace("universal"), POOL_BLOCKS,
                                    memory="device")
         pool_ids = pool.allocate(POOL_BLOCKS)
@@ -87,7 +76,7 @@ def main() -> int:
             for kv in caches:
                 if not torch.equal(kv[:, :8], kv[:, 8:16]):
                     print("offload + onboard is not byte-exact", file=sys.stderr)
-                    return 1
+                    return False
             print("offload + onboard byte-exact; channel:", session.over_channel, file=sys.stderr)
             cases = [(1, 1), (64, 1)] if args.quick else [(1, 1), (8, 1), (64, 1), (64, 4)]
             for nb, inflight in cases:
@@ -126,15 +115,43 @@ def main() -> int:
                            ratio_torch=gbps / (nbytes / torch_s / 1e9),
                            round_p50_us=statistics.median(latencies),
                            round_p99_us=sorted(latencies)[int(len(latencies) * 0.99)],
-                           channel=session.over_channel)
+                           channel=session.over_channel, path=path)
                 rows.append(row)
-                print(f"nb {nb:3d} x{inflight}: daemon {gbps:7.1f} GB/s = {row['ratio_memcpy']:.3f} x "
+                print(f"{path:7s} nb {nb:3d} x{inflight}: daemon {gbps:7.1f} GB/s = {row['ratio_memcpy']:.3f} x "
                       f"memcpy ({memcpy_gbps:.0f} GB/s, {memcpy_s * 1e6:.1f} us), "
                       f"{row['ratio_torch']:.2f} x torch gather+permute "
                       f"({row['torch_gbps']:.0f} GB/s); round p50 {row['round_p50_us']:.0f} us")
                 sys.stdout.flush()
         finally:
             pool.destroy()
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", default="unix:/run/kvshuttle/kvshuttle.sock")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default="")
+    parser.add_argument("--commit", default="unknown")
+    parser.add_argument("--seconds", type=float, default=0.5, help="per daemon case")
+    parser.add_argument("--paths", default="channel,unary",
+                        help="channel (an attached session: submit and completion on its "
+                             "streaming channel) and/or unary (an unattached one: SubmitBatch "
+                             "and Wait calls)")
+    args = parser.parse_args()
+    device = torch.device("cuda:0")
+    nl, nt, nh, hd = SHAPE["nl"], SHAPE["nt"], SHAPE["nh"], SHAPE["hd"]
+    caches = [torch.randn(2, CACHE_BLOCKS, nt, nh, hd, dtype=torch.bfloat16, device=device)
+              for _ in range(nl)]
+    block_bytes = nl * 2 * nt * nh * hd * 2
+    client = kvshuttle.connect(args.target)
+    rows = []
+    for path in args.paths.split(","):
+        if path not in ("channel", "unary"):
+            print(f"--paths: unknown path {path}", file=sys.stderr)
+            return 2
+        if not run_path(client, path, caches, block_bytes, args, rows):
+            return 1
     smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
                          capture_output=True, text=True).stdout.strip().split(", ")
     record = dict(bench="daemon_python", device=smi[0] if smi else "?",
