@@ -172,8 +172,7 @@ class GpuWorker : public QueuedExecutor {
   // Launches the next slice of `task` (all of it when small): a task with slices left goes to
   // `resume`, a launched one to the completion thread.
   void Step(std::unique_ptr<JobTask> task, std::deque<std::unique_ptr<JobTask>>& resume) {
-    bool more = false;
-    std::optional<Launched> l = Launch(std::move(task), &more, &resume);
+    std::optional<Launched> l = Launch(std::move(task), &resume);
     if (!l.has_value()) return;
     std::unique_lock<std::mutex> lock(mu_);
     slot_free_.wait(lock, [this] { return in_flight_.size() < kMaxInFlight; });
@@ -204,9 +203,8 @@ class GpuWorker : public QueuedExecutor {
   // away (nothing returned) when it is dropped, fails to launch, or the device is unusable; a
   // task stopped after some of its slices went on the stream is returned with `stopped` set,
   // so that it completes once those are done.
-  std::optional<Launched> Launch(std::unique_ptr<JobTask> task, bool* more,
+  std::optional<Launched> Launch(std::unique_ptr<JobTask> task,
                                  std::deque<std::unique_ptr<JobTask>>* resume) {
-    *more = false;
     const absl::Time now = absl::Now();
     if (!task->running) {
       if (std::optional<JobOutcome> dropped = DropOutcome(*task, now)) {
@@ -264,7 +262,6 @@ class GpuWorker : public QueuedExecutor {
       task->cursor.bytes_done += part.bytes();
       task->slice_backend = *backend;
       resume->push_back(std::move(task));
-      *more = true;
       return std::nullopt;
     }
     cudaEvent_t event = nullptr;

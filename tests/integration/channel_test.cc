@@ -76,6 +76,13 @@ class ChannelTest : public ::testing::Test {
     for (v1::Job& j : jobs) *r.mutable_submit()->add_jobs() = std::move(j);
     return r;
   }
+  // The daemon ends `stream` without an event, with `code`.
+  static void ExpectRefused(Stream& stream, grpc::StatusCode code) {
+    v1::ChannelEvent e;
+    EXPECT_FALSE(stream.Read(&e)) << e.DebugString();
+    const grpc::Status status = stream.Finish();
+    EXPECT_EQ(status.error_code(), code) << status.error_message();
+  }
   static bool Listed(const std::string& client_name) {
     absl::StatusOr<v1::ListSessionsResponse> all = daemon_->client().ListSessions();
     if (!all.ok()) return true;
@@ -198,10 +205,7 @@ TEST_F(ChannelTest, OpenIsCheckedLikeEverySessionCall) {
   }
   {
     grpc::ClientContext context;
-    std::unique_ptr<Stream> stream = Connect(context, "no-such-session");
-    v1::ChannelEvent e;
-    EXPECT_FALSE(stream->Read(&e));
-    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+    ExpectRefused(*Connect(context, "no-such-session"), grpc::StatusCode::NOT_FOUND);
   }
   std::unique_ptr<Session> s = Open("it-channel-twice");
   grpc::ClientContext first_context;
@@ -210,10 +214,7 @@ TEST_F(ChannelTest, OpenIsCheckedLikeEverySessionCall) {
   ASSERT_TRUE(first.has_attached());
   {
     grpc::ClientContext context;
-    std::unique_ptr<Stream> stream = Connect(context, s->id());
-    v1::ChannelEvent e;
-    EXPECT_FALSE(stream->Read(&e));
-    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    ExpectRefused(*Connect(context, s->id()), grpc::StatusCode::FAILED_PRECONDITION);
   }
   first_context.TryCancel();
   (void)attached->Finish();

@@ -235,18 +235,25 @@ int64_t Truncate(const Context& c) {
   return attempts;
 }
 
+// Opens `s` (named `name`) with its slow block pair when it has none; false (after a pause)
+// when that fails, so the caller tries again.
+bool EnsureSlowSession(const Context& c, absl::string_view name, OwnedSession& s,
+                       absl::StatusOr<SlowPair>& pair) {
+  if (!(s == nullptr)) return true;
+  if ((s = OpenSession(c, name)) == nullptr || !(pair = MakeSlowPair(*s)).ok()) {
+    s = nullptr;
+    absl::SleepFor(absl::Milliseconds(50));
+    return false;
+  }
+  return true;
+}
+
 int64_t Hog(const Context& c) {
   int64_t attempts = 0;
   OwnedSession s;
   absl::StatusOr<SlowPair> pair = absl::UnknownError("not yet");
   while (c.running()) {
-    if (s == nullptr) {
-      if ((s = OpenSession(c, "hostile-hog")) == nullptr || !(pair = MakeSlowPair(*s)).ok()) {
-        s = nullptr;
-        absl::SleepFor(absl::Milliseconds(50));
-        continue;
-      }
-    }
+    if (!EnsureSlowSession(c, "hostile-hog", s, pair)) continue;
     ++attempts;
     if (!s->SubmitBatch(SlowBatch(*pair, 8, 65536)).ok()) absl::SleepFor(absl::Milliseconds(20));
   }
@@ -320,13 +327,7 @@ int64_t Waits(const Context& c) {
   OwnedSession s;
   absl::StatusOr<SlowPair> pair = absl::UnknownError("not yet");
   while (c.running()) {
-    if (s == nullptr) {
-      if ((s = OpenSession(c, "hostile-waiter")) == nullptr || !(pair = MakeSlowPair(*s)).ok()) {
-        s = nullptr;
-        absl::SleepFor(absl::Milliseconds(50));
-        continue;
-      }
-    }
+    if (!EnsureSlowSession(c, "hostile-waiter", s, pair)) continue;
     absl::StatusOr<v1::SubmitBatchResponse> submitted = s->SubmitBatch(SlowBatch(*pair, 1, 16));
     if (!submitted.ok()) {
       absl::SleepFor(absl::Milliseconds(20));
