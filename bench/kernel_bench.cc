@@ -194,10 +194,10 @@ class Runner {
   absl::StatusOr<std::string> Sweep(const TransferPlan& plan, std::string json,
                                     std::string* line) {
     const uint64_t bytes = static_cast<uint64_t>(plan.bytes());
+    const std::vector<ChunkAddress> all = plan.Chunks();
     ASSIGN_OR_RETURN(DeviceBuffer table,
-                     DeviceBuffer::Create(0, plan.chunks().size() * sizeof(ChunkAddress)));
-    CUDA_RETURN_IF_ERROR(cudaMemcpy(table.data(), plan.chunks().data(),
-                                    plan.chunks().size() * sizeof(ChunkAddress),
+                     DeviceBuffer::Create(0, all.size() * sizeof(ChunkAddress)));
+    CUDA_RETURN_IF_ERROR(cudaMemcpy(table.data(), all.data(), all.size() * sizeof(ChunkAddress),
                                     cudaMemcpyHostToDevice));
     const auto* chunks = static_cast<const ChunkAddress*>(table.data());
     ASSIGN_OR_RETURN(const Timing m, Memcpy(bytes, Placement::kD2D, kPipelineDepth));

@@ -64,8 +64,23 @@ struct AddressSegments {
 // independent of the size of the tables it names.
 enum class TableCheck { kAll, kUsed };
 
+// One side of a strided plan: a block set or pool whose every block is block 0's address
+// table shifted by block × block_stride (the daemon's strided block sets and its pools). A job
+// between two strided sides is planned in O(pairs + layers × outer chunks), not O(chunks).
+struct StridedSide {
+  absl::Span<const uint64_t> bases;     // block 0's AddressesPerBlock entries
+  uint64_t block_stride = 0;            // bytes from one block to the next, for every entry
+  int64_t num_blocks = 0;
+  absl::Span<const uint32_t> segments;  // per entry of `bases` (every block alike), or empty
+};
+
 // Immutable, validated description of one batch. Addresses are opaque 64-bit numbers: device
 // pointers, pinned host pointers or plain host pointers, as the executor requires.
+//
+// The chunk table is held factored: chunk k is outer()[k / M] + steps()[k % M] (both fields
+// added), M = steps().size(). Plans of strided sides have one outer entry per pair (its block
+// and token offsets) and one step per (layer, outer chunk), so their size and build cost do not
+// grow with the rows of a block; explicit tables have M = 1 and a zero step.
 class TransferPlan {
  public:
   // Validates `spec` and every pair, then resolves chunk addresses.
@@ -83,15 +98,41 @@ class TransferPlan {
                                             const AddressSegments& segments = {},
                                             TableCheck check = TableCheck::kAll);
 
+  // The same plan (same chunks in the same order, same runs, same errors for the same pairs)
+  // between two strided sides, built in O(pairs + steps). Checks every base of both sides for
+  // null and for its last block's extent overflowing 64 bits (INVALID_ARGUMENT naming
+  // src_bases[e] / dst_bases[e]), `bases` of AddressesPerBlock entries and `segments` of as
+  // many or none (INVALID_ARGUMENT), and every pair exactly like Build.
+  static absl::StatusOr<TransferPlan> BuildStrided(const TransferSpec& spec,
+                                                   const StridedSide& src,
+                                                   const StridedSide& dst,
+                                                   absl::Span<const BlockPair> pairs);
+
   const TransferSpec& spec() const { return spec_; }
   const ChunkGeometry& geometry() const { return geometry_; }
-  const std::vector<ChunkAddress>& chunks() const { return chunks_; }
   int64_t num_pairs() const { return num_pairs_; }
+  // Chunk copies (pairs × layers × outer chunks).
+  int64_t num_chunks() const {
+    return static_cast<int64_t>(outer_.size() * steps_.size());
+  }
+  // Chunk k (0 ≤ k < num_chunks()).
+  ChunkAddress ChunkAt(int64_t k) const {
+    const size_t m = steps_.size();
+    const ChunkAddress& o = outer_[static_cast<size_t>(k) / m];
+    const ChunkAddress& s = steps_[static_cast<size_t>(k) % m];
+    return ChunkAddress{o.src + s.src, o.dst + s.dst};
+  }
+  // Every chunk, in order (a copy of num_chunks() entries: for tests and the staged backend).
+  std::vector<ChunkAddress> Chunks() const;
+  // The factored table (see the class comment); steps() is never empty.
+  const std::vector<ChunkAddress>& outer() const { return outer_; }
+  const std::vector<ChunkAddress>& steps() const { return steps_; }
   // Payload bytes moved (what each side reads or writes).
-  int64_t bytes() const { return geometry_.chunk_bytes() * static_cast<int64_t>(chunks_.size()); }
-  // Largest power of two ≤ 16 dividing every chunk address, stride and the row size.
+  int64_t bytes() const { return geometry_.chunk_bytes() * num_chunks(); }
+  // Largest power of two ≤ 16 dividing every chunk address, stride and the row size (for
+  // strided plans: every outer and step entry, so possibly less than the chunks' own).
   int alignment() const { return alignment_; }
-  bool empty() const { return chunks_.empty(); }
+  bool empty() const { return outer_.empty(); }
 
   // The plan as contiguous runs in chunk order, with runs that continue each other on both
   // sides merged — within a chunk always, across chunks only inside one allocation per side
@@ -107,31 +148,39 @@ class TransferPlan {
   // The plan of pairs [begin, end) of this one (0 ≤ begin < end ≤ num_pairs()): the same spec
   // and geometry, their chunks in order, no run continuing across its start. Running the
   // slices of a plan one after another copies exactly what the plan copies. The GPU workers run
-  // long jobs this way, so that others interleave and a running job can be stopped.
+  // long jobs this way, so that others interleave and a running job can be stopped. Costs
+  // O(outer entries of the slice + steps).
   TransferPlan PairSlice(int64_t begin, int64_t end) const;
   // Chunk copies per pair (layers × outer chunks).
-  int64_t ChunksPerPair() const {
-    return num_pairs_ > 0 ? static_cast<int64_t>(chunks_.size()) / num_pairs_ : 0;
-  }
+  int64_t ChunksPerPair() const { return num_pairs_ > 0 ? num_chunks() / num_pairs_ : 0; }
   // Number of runs Runs() would return for the rows of one chunk (a lower bound on its
   // per-chunk cost, used by backend selection).
   int64_t RowsPerChunk() const { return geometry_.inner_count * geometry_.outer_count; }
 
  private:
   TransferPlan() = default;
+  // Whether chunk k's first row may continue chunk k-1's run.
+  bool Joins(size_t outer, size_t step) const {
+    return step == 0 ? outer_joins_[outer] != 0 : step_joins_[step] != 0;
+  }
+  // Calls visit(chunk address, joins) for every chunk in order until it returns false.
+  template <typename Visit>
+  bool ForEachChunk(Visit&& visit) const;
 
   TransferSpec spec_;
   ChunkGeometry geometry_;
-  std::vector<ChunkAddress> chunks_;
-  std::vector<uint8_t> joins_;  // per chunk: its rows may continue the previous chunk's run
+  std::vector<ChunkAddress> outer_;
+  std::vector<ChunkAddress> steps_{ChunkAddress{}};
+  std::vector<uint8_t> outer_joins_;  // per outer entry: its first chunk may join the previous
+  std::vector<uint8_t> step_joins_{0};  // per step s > 0: chunk (o, s) may join chunk (o, s-1)
   int64_t num_pairs_ = 0;
   int alignment_ = 16;
 };
 
-// Upper bound of the memory TransferPlan::Build allocates for `num_pairs` pairs of `spec` (the
-// daemon charges it to the caller's budget before building). Unresolved specs count every
-// source layer.
-int64_t PlanMemoryBytes(const TransferSpec& spec, int64_t num_pairs);
+// Upper bound of the memory TransferPlan::Build (`strided`: BuildStrided) allocates for
+// `num_pairs` pairs of `spec` (the daemon charges it to the caller's budget before building).
+// Unresolved specs count every source layer.
+int64_t PlanMemoryBytes(const TransferSpec& spec, int64_t num_pairs, bool strided = false);
 
 // Computes the chunk geometry for a resolved spec (exposed for tests).
 ChunkGeometry MakeChunkGeometry(const TransferSpec& resolved);

@@ -47,7 +47,7 @@ absl::Status Example() {
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   CUDA_RETURN_IF_ERROR(cudaStreamDestroy(stream));
   std::printf("moved %lld bytes in %zu chunk copies with backend %s\n",
-              static_cast<long long>(plan.bytes()), plan.chunks().size(),
+              static_cast<long long>(plan.bytes()), static_cast<size_t>(plan.num_chunks()),
               std::string(BackendName(used)).c_str());
   return absl::OkStatus();
 }

@@ -62,16 +62,29 @@ struct ChunkCopyParams {
   int64_t dst_outer_stride;
 };
 
-// Where a kernel reads chunk addresses: a device array (staged per launch) or, for small plans,
-// the kernel's own parameters (no table copy before the launch).
+// Where a kernel reads chunk addresses: a device-visible array (explicit plans, staged
+// windows), or a factored table (TransferPlan: chunk c = outer[c / M] + step[c % M]) with the
+// steps, and the outer entries of small plans, in the kernel's own parameters. Strided plans
+// then need a table of one entry per pair, not per chunk, and one-block jobs none at all.
+// (Parameters over 4 KiB need CUDA ≥ 12.1.)
 struct DeviceTable {
   const ChunkAddress* chunks;
   __device__ ChunkAddress operator[](uint64_t i) const { return chunks[i]; }
 };
-struct InlineTable {
-  ChunkAddress chunks[kInlineChunks];
-  __device__ ChunkAddress operator[](uint64_t i) const { return chunks[i]; }
+struct FactoredTable {
+  const ChunkAddress* outer;  // device-visible; null: outer_inline
+  FastDivmod steps;           // M
+  ChunkAddress outer_inline[kInlineOuter];
+  ChunkAddress step[kInlineSteps];
+  __device__ ChunkAddress operator[](uint64_t i) const {
+    const uint32_t c = static_cast<uint32_t>(i);  // < kMaxPlanChunks
+    const uint32_t o = steps.Div(c);
+    const ChunkAddress& s = step[c - o * steps.divisor];
+    const ChunkAddress b = outer != nullptr ? outer[o] : outer_inline[o];
+    return ChunkAddress{b.src + s.src, b.dst + s.dst};
+  }
 };
+static_assert(kMaxPlanChunks <= (int64_t{1} << 32), "FactoredTable indexes chunks in 32 bits");
 
 template <typename Vec>
 __device__ __forceinline__ Vec Load(const Vec* p) {
@@ -289,8 +302,8 @@ int ResidentCtasPerSm(int alignment, int threads) {
 
 absl::Status LaunchChunkCopy(const TransferPlan& plan, const ChunkAddress* device_chunks,
                              int grid_limit, int threads, cudaStream_t stream) {
-  return LaunchChunkCopy(plan.geometry(), plan.alignment(), device_chunks, plan.chunks().size(),
-                         grid_limit, threads, stream);
+  return LaunchChunkCopy(plan.geometry(), plan.alignment(), device_chunks,
+                         static_cast<uint64_t>(plan.num_chunks()), grid_limit, threads, stream);
 }
 
 namespace {
@@ -331,19 +344,47 @@ absl::Status LaunchChunkCopy(const ChunkGeometry& geometry, int alignment,
                   threads, stream);
 }
 
-absl::Status LaunchChunkCopyInline(const TransferPlan& plan, int grid_limit, int threads,
-                                   cudaStream_t stream) {
-  const std::vector<ChunkAddress>& chunks = plan.chunks();
-  if (chunks.empty()) return absl::OkStatus();
-  if (chunks.size() > static_cast<size_t>(kInlineChunks)) {
-    return absl::InvalidArgumentError(absl::StrCat("LaunchChunkCopyInline: ", chunks.size(),
-                                                   " chunk copies; at most ", kInlineChunks));
+bool LaunchesFactored(const TransferPlan& plan) {
+  return plan.num_chunks() <= kInlineSteps ||
+         plan.steps().size() <= static_cast<size_t>(kInlineSteps);
+}
+
+bool NeedsOuterTable(const TransferPlan& plan) {
+  return plan.num_chunks() > kInlineSteps &&
+         plan.outer().size() > static_cast<size_t>(kInlineOuter);
+}
+
+absl::Status LaunchChunkCopyFactored(const TransferPlan& plan, const ChunkAddress* device_outer,
+                                     int grid_limit, int threads, cudaStream_t stream) {
+  const int64_t n = plan.num_chunks();
+  if (n == 0) return absl::OkStatus();
+  if (!LaunchesFactored(plan)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "LaunchChunkCopyFactored: ", plan.steps().size(), " steps and ", n,
+        " chunk copies; at most ", kInlineSteps, " of either"));
+  }
+  if (NeedsOuterTable(plan) && device_outer == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("LaunchChunkCopyFactored: ",
+                                                   plan.outer().size(),
+                                                   " outer entries need a device table"));
   }
   RETURN_IF_ERROR(CheckLaunch(grid_limit, threads));
-  InlineTable table{};
-  std::copy(chunks.begin(), chunks.end(), table.chunks);
-  return Dispatch(plan.geometry(), plan.alignment(), table, chunks.size(), grid_limit, threads,
-                  stream);
+  FactoredTable table{};
+  if (n <= kInlineSteps) {  // every chunk a step of one zero outer entry: no table at all
+    for (int64_t k = 0; k < n; ++k) table.step[k] = plan.ChunkAt(k);
+    table.steps = FastDivmod(static_cast<uint32_t>(n));
+  } else {
+    const std::vector<ChunkAddress>& steps = plan.steps();
+    std::copy(steps.begin(), steps.end(), table.step);
+    table.steps = FastDivmod(static_cast<uint32_t>(steps.size()));
+    if (NeedsOuterTable(plan)) {
+      table.outer = device_outer;
+    } else {
+      std::copy(plan.outer().begin(), plan.outer().end(), table.outer_inline);
+    }
+  }
+  return Dispatch(plan.geometry(), plan.alignment(), table, static_cast<uint64_t>(n), grid_limit,
+                  threads, stream);
 }
 
 }  // namespace kvshuttle

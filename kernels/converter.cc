@@ -72,7 +72,7 @@ class DeviceGuard {
 };
 
 absl::StatusOr<std::vector<CopyRun>> RunsFor(const TransferPlan& plan, Backend backend) {
-  const int64_t rows = plan.RowsPerChunk() * static_cast<int64_t>(plan.chunks().size());
+  const int64_t rows = plan.RowsPerChunk() * plan.num_chunks();
   std::vector<CopyRun> runs = plan.Runs();
   if (static_cast<int64_t>(runs.size()) > kMaxCopyRuns) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -123,7 +123,7 @@ namespace {
 bool FewLargeRuns(const TransferPlan& plan, std::vector<CopyRun>* runs = nullptr) {
   // Huge plans go to the kernel without a scan: it runs them at ≥ 0.96 × memcpy anyway.
   constexpr int64_t kMaxRowsToInspect = int64_t{1} << 16;
-  if (plan.RowsPerChunk() * static_cast<int64_t>(plan.chunks().size()) > kMaxRowsToInspect) {
+  if (plan.RowsPerChunk() * plan.num_chunks() > kMaxRowsToInspect) {
     return false;
   }
   return plan.FewLargeRuns(kAsyncMaxRuns, kAsyncMinRunBytes, runs);
@@ -143,16 +143,18 @@ bool IsPinnedHost(uint64_t address) {
 // 64 blocks, 50/50 at 256; docs/performance.md).
 bool LargeDeviceToDevice(const TransferPlan& plan) {
   constexpr int64_t kKernelMinBytes = int64_t{64} << 20;
-  if (plan.bytes() < kKernelMinBytes || plan.chunks().empty()) return false;
-  return !IsPinnedHost(plan.chunks()[0].src) && !IsPinnedHost(plan.chunks()[0].dst);
+  if (plan.bytes() < kKernelMinBytes || plan.empty()) return false;
+  const ChunkAddress first = plan.ChunkAt(0);
+  return !IsPinnedHost(first.src) && !IsPinnedHost(first.dst);
 }
 
 }  // namespace
 
 std::optional<Converter::StagedJob> Converter::StagedShape(const TransferPlan& plan) const {
   if (plan.empty() || plan.num_pairs() == 0) return std::nullopt;
-  const bool src_host = IsPinnedHost(plan.chunks()[0].src);
-  const bool dst_host = IsPinnedHost(plan.chunks()[0].dst);
+  const ChunkAddress first = plan.ChunkAt(0);
+  const bool src_host = IsPinnedHost(first.src);
+  const bool dst_host = IsPinnedHost(first.dst);
   if (src_host == dst_host) return std::nullopt;
   const TransferSpec& r = plan.spec();
   const LayoutDesc& host = dst_host ? r.dst : r.src;
@@ -230,7 +232,7 @@ absl::Status Converter::EnsureSlot(Slot& slot, size_t bytes) {
   return absl::OkStatus();
 }
 
-absl::Status Converter::StageTable(const std::vector<ChunkAddress>& chunks, Slot*& slot) {
+absl::Status Converter::StageTable(absl::Span<const ChunkAddress> chunks, Slot*& slot) {
   slot = &slots_[next_slot_];
   next_slot_ = (next_slot_ + 1) % kSlots;
   // The slot's previous kernel must be done reading before its tables are overwritten.
@@ -250,13 +252,23 @@ absl::Status Converter::EnqueueKernel(const TransferPlan& plan, const LaunchOpti
   // multiple of 16 bytes) do better with smaller CTAs.
   const int threads = capped ? kCappedThreads : (plan.alignment() == 16 ? kThreads : 128);
   const int grid_limit = capped ? options.max_sms : std::numeric_limits<int>::max();
-  if (plan.chunks().size() <= static_cast<size_t>(kInlineChunks)) {
-    return LaunchChunkCopyInline(plan, grid_limit, threads, stream);
+  // Small plans and strided ones with few outer entries: the whole table in the parameters.
+  if (LaunchesFactored(plan) && !NeedsOuterTable(plan)) {
+    return LaunchChunkCopyFactored(plan, nullptr, grid_limit, threads, stream);
   }
   Slot* slot = nullptr;
-  RETURN_IF_ERROR(StageTable(plan.chunks(), slot));
-  RETURN_IF_ERROR(LaunchChunkCopy(plan, static_cast<const ChunkAddress*>(slot->host.data()),
-                                  grid_limit, threads, stream));
+  const bool explicit_table = plan.steps().size() == 1;  // outer() is the chunk table
+  if (!explicit_table && LaunchesFactored(plan)) {  // strided: one table entry per pair
+    RETURN_IF_ERROR(StageTable(plan.outer(), slot));
+    RETURN_IF_ERROR(LaunchChunkCopyFactored(
+        plan, static_cast<const ChunkAddress*>(slot->host.data()), grid_limit, threads, stream));
+  } else {  // explicit tables, and strided plans of more steps than the parameters hold
+    RETURN_IF_ERROR(explicit_table && plan.steps()[0].src == 0 && plan.steps()[0].dst == 0
+                        ? StageTable(plan.outer(), slot)
+                        : StageTable(plan.Chunks(), slot));
+    RETURN_IF_ERROR(LaunchChunkCopy(plan, static_cast<const ChunkAddress*>(slot->host.data()),
+                                    grid_limit, threads, stream));
+  }
   CUDA_RETURN_IF_ERROR(cudaEventRecord(slot->free, stream));
   return absl::OkStatus();
 }
@@ -286,7 +298,7 @@ absl::Status Converter::EnqueueStaged(const TransferPlan& plan, const StagedJob&
   }
   // Pairs go through the pieces in windows of `per_window` whole host blocks. The host side of
   // each chunk is relocated into its block's slot of the window's piece.
-  const std::vector<ChunkAddress>& chunks = plan.chunks();
+  const std::vector<ChunkAddress> chunks = plan.Chunks();
   const uint64_t pairs = static_cast<uint64_t>(plan.num_pairs());
   const uint64_t per_pair = chunks.size() / pairs;
   const uint64_t per_window = std::max<uint64_t>(1, piece_bytes / job.block_bytes);

@@ -13,6 +13,7 @@
 #include <cuda_runtime_api.h>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "core/backend.h"
 #include "core/plan.h"
 #include "kernels/buffers.h"
@@ -104,7 +105,7 @@ class Converter {
   absl::Status EnqueueStaged(const TransferPlan& plan, const StagedJob& job,
                              const LaunchOptions& options, cudaStream_t stream);
   // Copies `chunks` into the next slot once the slot's previous kernel is done with it.
-  absl::Status StageTable(const std::vector<ChunkAddress>& chunks, Slot*& slot);
+  absl::Status StageTable(absl::Span<const ChunkAddress> chunks, Slot*& slot);
 
 
   int device_ = 0;

@@ -99,6 +99,7 @@ absl::StatusOr<std::shared_ptr<BlockSetRecord>> BuildBlockSet(
                                                 " blocks overflows 64 bits"));
     }
     const uint64_t span = last * stride + extent;  // bytes from a slot's first block start
+    record->block_stride = stride;
     for (int64_t slot = 0; slot < slots; ++slot) {
       const v1::SlotBase& base = s.slots(static_cast<int>(slot));
       const std::string field = absl::StrCat("strided.slots[", slot, "]");
@@ -110,6 +111,8 @@ absl::StatusOr<std::shared_ptr<BlockSetRecord>> BuildBlockSet(
             extent, " bytes exceeds region ", base.region_id(), " size ", m.size()));
       }
       const uint32_t seg = segment(base.region_id());
+      record->strided_bases.push_back(m.base() + base.offset());
+      record->strided_segments.push_back(seg);
       for (int64_t b = 0; b < record->num_blocks; ++b) {
         record->addresses[b * slots + slot] = m.base() + base.offset() + b * stride;
         record->segments[b * slots + slot] = seg;

@@ -31,6 +31,11 @@ struct BlockSetRecord {
   int64_t num_blocks = 0;
   std::vector<uint64_t> addresses;  // num_blocks × AddressesPerBlock, block-major
   std::vector<uint32_t> segments;   // per address: which of its regions (AddressSegments)
+  // Strided registrations: block 0's addresses and segments and the block stride, so that jobs
+  // between two strided sides plan in O(pairs) (TransferPlan::BuildStrided). Empty otherwise.
+  std::vector<uint64_t> strided_bases;
+  std::vector<uint32_t> strided_segments;
+  uint64_t block_stride = 0;
   Placement placement;
   std::vector<uint64_t> region_ids;               // distinct regions used
   std::vector<std::shared_ptr<Memory>> memories;  // keeps them mapped

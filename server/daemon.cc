@@ -6,6 +6,7 @@
 #include <thread>
 #include <atomic>
 #include <mutex>
+#include <optional>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -24,6 +25,7 @@ struct Daemon::Side {
   LayoutDesc layout;
   const std::vector<uint64_t>* addresses = nullptr;
   const std::vector<uint32_t>* segments = nullptr;  // parallel to `addresses`
+  std::optional<StridedSide> strided;  // strided block sets and pools (spans into `hold`)
   Placement placement;
   std::shared_ptr<const void> hold;  // the block set or pool that owns `addresses`
 };
@@ -608,6 +610,10 @@ absl::StatusOr<Daemon::Side> Daemon::ResolveEndpoint(Session& session,
       side.layout = bs->layout;
       side.addresses = &bs->addresses;
       side.segments = &bs->segments;
+      if (!bs->strided_bases.empty()) {
+        side.strided =
+            StridedSide{bs->strided_bases, bs->block_stride, bs->num_blocks, bs->strided_segments};
+      }
       side.placement = bs->placement;
       side.hold = std::move(bs);
       return side;
@@ -617,6 +623,7 @@ absl::StatusOr<Daemon::Side> Daemon::ResolveEndpoint(Session& session,
       side.layout = pool->layout();
       side.addresses = &pool->addresses();
       side.segments = &pool->segments();
+      side.strided = pool->strided();
       side.placement = pool->placement();
       side.hold = std::move(pool);
       return side;
@@ -667,16 +674,19 @@ absl::Status Daemon::SubmitBatch(const CallContext& call, const v1::SubmitBatchR
     spec.layers = AxisRangeFromProto(job.layers());
     spec.token_count = job.token_count();
     // The plan's memory is charged before it is built, and held until the job ends.
+    // Two strided sides plan in O(pairs); anything else takes the explicit tables.
+    const bool strided = src->strided.has_value() && dst->strided.has_value();
     absl::StatusOr<Budget::Charge> plan_charge = budgets_->metadata.Take(
-        PlanMemoryBytes(spec, job.pairs_size()), field, session->metadata_account());
+        PlanMemoryBytes(spec, job.pairs_size(), strided), field, session->metadata_account());
     if (!plan_charge.ok()) return plan_charge.status();
     std::vector<BlockPair> pairs;
     pairs.reserve(job.pairs_size());
     for (const v1::BlockPair& p : job.pairs()) pairs.push_back(BlockPairFromProto(p));
     absl::StatusOr<TransferPlan> plan =
-        TransferPlan::Build(spec, *src->addresses, *dst->addresses, pairs,
-                            AddressSegments{*src->segments, *dst->segments},
-                            TableCheck::kUsed);  // every table address was checked at registration
+        strided ? TransferPlan::BuildStrided(spec, *src->strided, *dst->strided, pairs)
+                : TransferPlan::Build(spec, *src->addresses, *dst->addresses, pairs,
+                                      AddressSegments{*src->segments, *dst->segments},
+                                      TableCheck::kUsed);  // checked at registration
     if (!plan.ok()) return Prefixed(plan.status(), field);
 
     // Executor: the GPU that owns device memory on either side, else the CPU.

@@ -54,6 +54,11 @@ Pool::Pool(std::string name, LayoutDesc layout, int64_t num_blocks, std::string 
   for (int64_t i = 0; i < num_blocks_ * slots; ++i) {
     addresses_[i] = memory_->base() + static_cast<uint64_t>(i * slot_bytes);
   }
+  block_bytes_ = static_cast<uint64_t>(slots * slot_bytes);
+  for (int64_t e = 0; e < slots; ++e) {
+    strided_bases_.push_back(memory_->base() + static_cast<uint64_t>(e * slot_bytes));
+  }
+  strided_segments_.assign(strided_bases_.size(), 0);
 }
 
 Placement Pool::placement() const {

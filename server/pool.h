@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/layout.h"
+#include "core/plan.h"
 #include "kvshuttle/v1/kvshuttle.pb.h"
 #include "server/block_set.h"
 #include "server/budget.h"
@@ -35,6 +36,11 @@ class Pool {
   const std::vector<uint32_t>& segments() const { return segments_; }
   Placement placement() const;
   const std::shared_ptr<Memory>& memory() const { return memory_; }
+  // The same table as a strided side (block 0's addresses, one segment, the block size as
+  // stride), for O(pairs) plans (TransferPlan::BuildStrided). Valid while the pool lives.
+  StridedSide strided() const {
+    return StridedSide{strided_bases_, block_bytes_, num_blocks_, strided_segments_};
+  }
 
   // Daemon memory the pool's metadata takes (address table, segments, allocation bits).
   static int64_t MetadataBytes(int64_t num_blocks);
@@ -55,6 +61,9 @@ class Pool {
   const std::shared_ptr<Memory> memory_;
   std::vector<uint64_t> addresses_;
   std::vector<uint32_t> segments_;
+  std::vector<uint64_t> strided_bases_;
+  std::vector<uint32_t> strided_segments_;
+  uint64_t block_bytes_ = 0;
   std::vector<Budget::Charge> charges_;
   mutable std::mutex mu_;
   std::vector<bool> in_use_;

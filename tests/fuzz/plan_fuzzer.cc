@@ -17,6 +17,7 @@
 #include <limits>
 #include <string>
 #include <utility>
+#include <optional>
 #include <vector>
 
 #include "core/layout.h"
@@ -52,6 +53,7 @@ struct Side {
   LayoutDesc layout;
   const std::vector<uint64_t>* addresses = nullptr;
   const std::vector<uint32_t>* segments = nullptr;
+  std::optional<StridedSide> strided;  // strided block sets and pools, as the daemon sees them
   std::vector<Allocation> allocations;
 };
 
@@ -75,6 +77,10 @@ absl::StatusOr<Side> ResolveEndpoint(const Fixture& fx, const v1::Endpoint& endp
       side.layout = bs.layout;
       side.addresses = &bs.addresses;
       side.segments = &bs.segments;
+      if (!bs.strided_bases.empty()) {
+        side.strided =
+            StridedSide{bs.strided_bases, bs.block_stride, bs.num_blocks, bs.strided_segments};
+      }
       for (const auto& m : bs.memories) side.allocations.push_back({m->base(), m->size()});
       return side;
     }
@@ -83,6 +89,7 @@ absl::StatusOr<Side> ResolveEndpoint(const Fixture& fx, const v1::Endpoint& endp
       side.layout = pool->layout();
       side.addresses = &pool->addresses();
       side.segments = &pool->segments();
+      side.strided = pool->strided();
       side.allocations.push_back({pool->memory()->base(), pool->memory()->size()});
       return side;
     }
@@ -147,8 +154,9 @@ void CheckPlan(const TransferPlan& plan, const TransferSpec& r, const Side& src,
   const u128 unit = static_cast<u128>(r.src.shape.hd * es);  // bytes of one hd-row
   const ChunkGeometry& g = plan.geometry();
   KVS_FUZZ_CHECK(plan.num_pairs() == static_cast<int64_t>(pairs.size()), "num_pairs");
-  KVS_FUZZ_CHECK(plan.chunks().size() == pairs.size() * r.layers.count * no, "chunks: ",
-                 plan.chunks().size(), " for ", pairs.size(), " pairs x ", r.layers.count,
+  const std::vector<ChunkAddress> chunks = plan.Chunks();
+  KVS_FUZZ_CHECK(chunks.size() == pairs.size() * r.layers.count * no, "chunks: ",
+                 chunks.size(), " for ", pairs.size(), " pairs x ", r.layers.count,
                  " layers x ", no);
   KVS_FUZZ_CHECK(g.row_bytes > 0 && g.inner_count >= 1 && g.outer_count >= 1 &&
                      g.src_inner_stride >= 0 && g.dst_inner_stride >= 0 &&
@@ -193,7 +201,7 @@ void CheckPlan(const TransferPlan& plan, const TransferSpec& r, const Side& src,
   for (size_t p = 0; p < pairs.size(); ++p) {
     for (int64_t l = 0; l < r.layers.count; ++l) {
       for (int64_t o = 0; o < no; ++o, ++k) {
-        const ChunkAddress& c = plan.chunks()[k];
+        const ChunkAddress& c = chunks[k];
         KVS_FUZZ_CHECK(c.src % alignment == 0 && c.dst % alignment == 0, "chunk ", k,
                        " not aligned to ", alignment);
         const uint64_t se = (*src.addresses)[EntryOf(r.src, pairs[p].src_block,
@@ -239,7 +247,7 @@ void CheckPlan(const TransferPlan& plan, const TransferSpec& r, const Side& src,
   const uint64_t u = static_cast<uint64_t>(unit);
   std::vector<Row> from_chunks;
   from_chunks.reserve(expected.size());
-  for (const ChunkAddress& c : plan.chunks()) {
+  for (const ChunkAddress& c : chunks) {
     for (int64_t o = 0; o < g.outer_count; ++o) {
       for (int64_t i = 0; i < g.inner_count; ++i) {
         const uint64_t s = c.src + o * g.src_outer_stride + i * g.src_inner_stride;
@@ -303,6 +311,36 @@ void RunJob(const Fixture& fx, const v1::Job& job) {
   absl::StatusOr<TransferPlan> plan =
       TransferPlan::Build(spec, *src->addresses, *dst->addresses, pairs,
                           AddressSegments{*src->segments, *dst->segments});
+  // Between two strided sides the daemon plans with BuildStrided: it must agree with Build on
+  // every input — the same refusal, or the same chunks and runs — and pass the same checks.
+  if (src->strided && dst->strided) {
+    absl::StatusOr<TransferPlan> strided =
+        TransferPlan::BuildStrided(spec, *src->strided, *dst->strided, pairs);
+    KVS_FUZZ_CHECK(strided.ok() == plan.ok(), "Build says ", plan.status(), ", BuildStrided ",
+                   strided.status());
+    if (!plan.ok()) {
+      KVS_FUZZ_CHECK(strided.status() == plan.status(), "Build refuses with ", plan.status(),
+                     ", BuildStrided with ", strided.status());
+    } else {
+      KVS_FUZZ_CHECK(strided->outer().size() == pairs.size(), "strided plan: ",
+                     strided->outer().size(), " outer entries for ", pairs.size(), " pairs");
+      KVS_FUZZ_CHECK(strided->alignment() <= plan->alignment(), "strided alignment ",
+                     strided->alignment(), " above the explicit plan's ", plan->alignment());
+      const std::vector<ChunkAddress> a = strided->Chunks(), b = plan->Chunks();
+      KVS_FUZZ_CHECK(a.size() == b.size(), "chunk counts differ");
+      for (size_t k = 0; k < a.size(); ++k) {
+        KVS_FUZZ_CHECK(a[k].src == b[k].src && a[k].dst == b[k].dst, "chunk ", k, " differs");
+      }
+      const std::vector<CopyRun> ra = strided->Runs(), rb = plan->Runs();
+      KVS_FUZZ_CHECK(ra.size() == rb.size(), "run counts differ: ", ra.size(), " vs ", rb.size());
+      for (size_t k = 0; k < ra.size(); ++k) {
+        KVS_FUZZ_CHECK(ra[k].src == rb[k].src && ra[k].dst == rb[k].dst &&
+                           ra[k].bytes == rb[k].bytes,
+                       "run ", k, " differs");
+      }
+      CheckPlan(*strided, *ResolveSpec(spec), *src, *dst, pairs);
+    }
+  }
   if (!plan.ok()) {
     CheckRequestError(plan.status(), "TransferPlan::Build");
     if (!resolved.ok()) {

@@ -102,7 +102,8 @@ std::vector<BlockPair> ShuffledPairs(int64_t count, int64_t src_blocks, int64_t 
 }
 
 absl::StatusOr<BlockStore> BlockStore::Create(const LayoutDesc& desc, int64_t num_blocks,
-                                              Placement placement, int misalign) {
+                                              Placement placement, int misalign,
+                                              bool strided) {
   RETURN_IF_ERROR(ValidateLayout(desc, "store"));
   if (num_blocks < 1 || misalign < 0 || misalign > 15) {
     return absl::InvalidArgumentError(absl::StrCat("BlockStore: num_blocks ", num_blocks,
@@ -116,12 +117,25 @@ absl::StatusOr<BlockStore> BlockStore::Create(const LayoutDesc& desc, int64_t nu
   const int64_t n = num_blocks * AddressesPerBlock(desc.kind, desc.shape);
   const uint64_t piece = BytesPerAddress(desc.kind, desc.shape, DTypeSize(desc.dtype));
   const uint64_t padded = (piece + 15) / 16 * 16;
-  // Table entry n-1 comes first in memory, entry 0 last; gaps of 0, 16 or 32 extra bytes.
   std::vector<uint64_t> offsets(n);
   uint64_t offset = kArenaMargin + static_cast<uint64_t>(misalign);
-  for (int64_t pos = 0; pos < n; ++pos) {
-    offsets[n - 1 - pos] = offset;
-    offset += padded + 16 * static_cast<uint64_t>(pos % 3);
+  const int64_t per_block = AddressesPerBlock(desc.kind, desc.shape);
+  if (strided) {
+    // Entry e's blocks in one array, 16 poisoned bytes after each block; the arrays in reverse
+    // entry order, 32 bytes apart.
+    store.block_stride_ = padded + 16;
+    for (int64_t e = per_block - 1; e >= 0; --e) {
+      for (int64_t b = 0; b < num_blocks; ++b) {
+        offsets[b * per_block + e] = offset + static_cast<uint64_t>(b) * store.block_stride_;
+      }
+      offset += static_cast<uint64_t>(num_blocks) * store.block_stride_ + 32;
+    }
+  } else {
+    // Table entry n-1 comes first in memory, entry 0 last; gaps of 0, 16 or 32 extra bytes.
+    for (int64_t pos = 0; pos < n; ++pos) {
+      offsets[n - 1 - pos] = offset;
+      offset += padded + 16 * static_cast<uint64_t>(pos % 3);
+    }
   }
   store.size_ = offset + kArenaMargin;
   if (placement == Placement::kDevice) {
@@ -133,7 +147,16 @@ absl::StatusOr<BlockStore> BlockStore::Create(const LayoutDesc& desc, int64_t nu
   }
   store.mirror_.assign(store.size_, 0);
   for (uint64_t o : offsets) store.addresses_.push_back(store.base_ + o);
+  if (strided) {
+    store.strided_bases_.assign(store.addresses_.begin(), store.addresses_.begin() + per_block);
+    store.strided_segments_.assign(static_cast<size_t>(per_block), 0);
+  }
   return store;
+}
+
+std::optional<StridedSide> BlockStore::strided() const {
+  if (strided_bases_.empty()) return std::nullopt;
+  return StridedSide{strided_bases_, block_stride_, num_blocks_, strided_segments_};
 }
 
 std::vector<uint64_t> BlockStore::MirrorAddresses() {
@@ -201,8 +224,17 @@ absl::StatusOr<Backend> ConvertBoth(const TransferSpec& spec, BlockStore& src, B
                                     const LaunchOptions& options) {
   Converter* converter = SharedConverter();
   if (converter == nullptr) return absl::FailedPreconditionError("no shared converter");
-  ASSIGN_OR_RETURN(const TransferPlan plan,
-                   TransferPlan::Build(spec, src.addresses(), dst.addresses(), pairs));
+  const std::optional<StridedSide> src_strided = src.strided();
+  const std::optional<StridedSide> dst_strided = dst.strided();
+  ASSIGN_OR_RETURN(
+      const TransferPlan plan,
+      src_strided && dst_strided
+          ? TransferPlan::BuildStrided(spec, *src_strided, *dst_strided, pairs)
+          : TransferPlan::Build(spec, src.addresses(), dst.addresses(), pairs));
+  if (src_strided && dst_strided && plan.outer().size() != pairs.size()) {
+    return absl::InternalError(absl::StrCat("strided plan has ", plan.outer().size(),
+                                            " outer entries for ", pairs.size(), " pairs"));
+  }
   const std::vector<uint64_t> src_mirror = src.MirrorAddresses();
   const std::vector<uint64_t> dst_mirror = dst.MirrorAddresses();
   RETURN_IF_ERROR(ReferenceConvert(spec, src_mirror, dst_mirror, pairs, ReferenceThreads()));
@@ -276,10 +308,12 @@ absl::StatusOr<Backend> ConvertBoth(const TransferSpec& spec, BlockStore& src, B
 }
 
 void CheckConversion(const ConversionCase& c) {
-  ASSERT_OK_AND_ASSIGN(BlockStore src, BlockStore::Create(c.spec.src, c.src_blocks,
-                                                          c.src_placement, c.src_misalign));
-  ASSERT_OK_AND_ASSIGN(BlockStore dst, BlockStore::Create(c.spec.dst, c.dst_blocks,
-                                                          c.dst_placement, c.dst_misalign));
+  ASSERT_OK_AND_ASSIGN(BlockStore src,
+                       BlockStore::Create(c.spec.src, c.src_blocks, c.src_placement,
+                                          c.src_misalign, c.strided));
+  ASSERT_OK_AND_ASSIGN(BlockStore dst,
+                       BlockStore::Create(c.spec.dst, c.dst_blocks, c.dst_placement,
+                                          c.dst_misalign, c.strided));
   ASSERT_OK(src.FillRandom(c.seed));
   ASSERT_OK(dst.Fill(kPoison));
   ASSERT_OK(ConvertBoth(c.spec, src, dst, c.pairs, c.options).status());

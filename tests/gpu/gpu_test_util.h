@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "core/plan.h"
 #include "core/transfer.h"
 #include "kernels/buffers.h"
 #include "kernels/converter.h"
@@ -77,16 +79,22 @@ std::vector<BlockPair> ShuffledPairs(int64_t count, int64_t src_blocks, int64_t 
 // mirror of the whole arena that the CPU reference works on. Pieces (stack chunks, or whole
 // blocks) are placed in reverse table order with uneven poisoned gaps, all starting `misalign`
 // bytes past a 16-byte boundary, so table mix-ups and stray writes show up as mismatches.
+// `strided` stores lay their pieces out as a strided block set instead: one array of all
+// blocks per table entry (vLLM's per-layer tensors), blocks a poisoned gap apart, described by
+// strided() for TransferPlan::BuildStrided.
 class BlockStore {
  public:
   static absl::StatusOr<BlockStore> Create(const LayoutDesc& desc, int64_t num_blocks,
-                                           Placement placement, int misalign = 0);
+                                           Placement placement, int misalign = 0,
+                                           bool strided = false);
 
   const LayoutDesc& desc() const { return desc_; }
   int64_t num_blocks() const { return num_blocks_; }
   Placement placement() const { return placement_; }
   // Address table for TransferPlan::Build (device pointers or pinned host pointers).
   const std::vector<uint64_t>& addresses() const { return addresses_; }
+  // Strided stores: block 0's table and the block stride (one segment). Else nullopt.
+  std::optional<StridedSide> strided() const;
   // The same table translated into the host mirror, for ReferenceConvert.
   std::vector<uint64_t> MirrorAddresses();
   const std::vector<uint8_t>& mirror() const { return mirror_; }
@@ -114,9 +122,13 @@ class BlockStore {
   size_t size_ = 0;    // arena bytes
   std::vector<uint64_t> addresses_;
   std::vector<uint8_t> mirror_;
+  uint64_t block_stride_ = 0;  // strided stores only
+  std::vector<uint64_t> strided_bases_;
+  std::vector<uint32_t> strided_segments_;
 };
 
 // Runs `spec` over `pairs` from `src` to `dst` twice: on the GPU with the shared converter
+// (planned with TransferPlan::BuildStrided when both stores are strided, else Build)
 // (own stream, synchronized, cudaGetLastError checked) and with ReferenceConvert on the
 // mirrors. Returns the backend Enqueue reported; an error if building, enqueueing or the
 // reference fails, if the reported backend is not the requested one (auto: not
@@ -144,6 +156,7 @@ struct ConversionCase {
   Placement dst_placement = Placement::kDevice;
   int src_misalign = 0;
   int dst_misalign = 0;
+  bool strided = false;  // both stores strided; the plan from BuildStrided
   LaunchOptions options;
   uint64_t seed = 1;
 };

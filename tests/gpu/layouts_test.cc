@@ -1,5 +1,6 @@
 // Every ordered layout pair × element sizes × awkward shapes, with the SM kernel on device
-// memory, byte-exact against the CPU reference.
+// memory, byte-exact against the CPU reference; and every pair through strided plans (the
+// daemon's block sets and pools) on each of the kernel's table paths.
 #include <ostream>
 #include <string>
 #include <vector>
@@ -82,6 +83,70 @@ TEST_P(LayoutPairTest, ByteExactAgainstReference) {
 
 INSTANTIATE_TEST_SUITE_P(AllPairs, LayoutPairTest, ::testing::ValuesIn(AllParams()),
                          [](const auto& info) { return Name(info.param); });
+
+// Strided plans (TransferPlan::BuildStrided: one outer entry per pair, one step per layer and
+// outer chunk) on every path of the kernel's factored table: all chunks in the parameters
+// (≤ 256), outer entries in the parameters (≤ 16 pairs), an outer table of one entry per pair
+// in pinned memory, and more steps than the parameters hold (materialized) — on device memory
+// and with a pinned-host destination (kernel and staged backends).
+struct StridedCase {
+  const char* name;
+  BlockShape shape;  // {nl, no, nt, nh, hd}
+  int64_t pairs;
+};
+
+struct StridedParam {
+  LayoutKind src;
+  LayoutKind dst;
+  StridedCase c;
+  BackendOption backend;
+  Placement dst_placement;
+};
+
+std::string StridedName(const StridedParam& p) {
+  return absl::StrCat(PairName(p.src, p.dst), "_", p.c.name, "_",
+                      BackendOptionName(p.backend), "_", PlacementName(p.dst_placement));
+}
+void PrintTo(const StridedParam& p, std::ostream* os) { *os << StridedName(p); }
+
+std::vector<StridedParam> StridedParams() {
+  const std::vector<StridedCase> cases = {
+      {"inline_all", {4, 2, 4, 3, 8}, 3},           // 24 chunks
+      {"outer_table", {4, 2, 4, 3, 8}, 40},         // 320 chunks, 40 outer entries
+      {"inline_outer", {32, 2, 2, 2, 8}, 8},        // 512 chunks, 8 outer entries
+      {"many_steps", {160, 2, 2, 2, 8}, 3},         // 320 steps: materialized table
+  };
+  std::vector<StridedParam> params;
+  for (const StridedCase& c : cases) {
+    for (const auto& [src, dst] : AllLayoutPairs()) {
+      params.push_back({src, dst, c, {Backend::kKernel, 0}, Placement::kDevice});
+      params.push_back({src, dst, c, {Backend::kAuto, 0}, Placement::kDevice});
+      params.push_back({src, dst, c, {Backend::kKernel, 0}, Placement::kPinned});
+      params.push_back({src, dst, c, {Backend::kStaged, 0}, Placement::kPinned});
+    }
+  }
+  return params;
+}
+
+class StridedPlanTest : public ::testing::TestWithParam<StridedParam> {};
+
+TEST_P(StridedPlanTest, ByteExactAgainstReference) {
+  const StridedParam& p = GetParam();
+  ConversionCase c;
+  c.spec.src = LayoutDesc{p.src, p.c.shape, DType::kBF16};
+  c.spec.dst = LayoutDesc{p.dst, p.c.shape, DType::kBF16};
+  c.src_blocks = p.c.pairs + 1;
+  c.dst_blocks = p.c.pairs + 2;
+  c.pairs = ShuffledPairs(p.c.pairs, c.src_blocks, c.dst_blocks, /*seed=*/11);
+  c.dst_placement = p.dst_placement;
+  c.options = LaunchOptions{p.backend.backend, p.backend.max_sms};
+  c.strided = true;
+  c.seed = 2000 + static_cast<uint64_t>(p.src) * 10 + static_cast<uint64_t>(p.dst);
+  CheckConversion(c);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllPairs, StridedPlanTest, ::testing::ValuesIn(StridedParams()),
+                         [](const auto& info) { return StridedName(info.param); });
 
 }  // namespace
 }  // namespace kvshuttle::gputest

@@ -195,7 +195,7 @@ TEST_P(HostExecutorTest, PlanRunsAndReferenceAgreeByteForByte) {
     const int64_t end = std::min(n, begin + step);
     const TransferPlan slice = whole->PairSlice(begin, end);
     EXPECT_EQ(slice.num_pairs(), end - begin);
-    EXPECT_EQ(slice.chunks().size(), static_cast<size_t>((end - begin) * whole->ChunksPerPair()));
+    EXPECT_EQ(slice.num_chunks(), (end - begin) * whole->ChunksPerPair());
     ExecutePlanOnHost(slice, 1);
     for (const CopyRun& r : whole_runs->PairSlice(begin, end).Runs()) {
       std::memcpy(reinterpret_cast<void*>(r.dst), reinterpret_cast<const void*>(r.src), r.bytes);
@@ -215,7 +215,7 @@ TEST_P(HostExecutorTest, PlanRunsAndReferenceAgreeByteForByte) {
                              r.src.shape.no * r.heads.count * r.token_count * r.src.shape.hd * es;
   EXPECT_EQ(plan->bytes(), want_bytes);
   EXPECT_EQ(run_bytes, want_bytes);
-  EXPECT_EQ(plan->chunks().size(), c.pairs.size() * r.layers.count * r.src.shape.no);
+  EXPECT_EQ(plan->num_chunks(), static_cast<int64_t>(c.pairs.size()) * r.layers.count * r.src.shape.no);
   // The source never contains the poison byte, so this counts the distinct bytes written.
   EXPECT_EQ(by_reference.CountWritten(), want_bytes);
   EXPECT_TRUE(SameBytes(by_plan.buffers(), by_reference.buffers())) << "ExecutePlanOnHost";

@@ -40,7 +40,7 @@ TEST(PlanBuildTest, AcceptsSeed) {
   const std::vector<BlockPair> pairs = {{.src_block = 1, .dst_block = 0}};
   absl::StatusOr<TransferPlan> plan = TransferPlan::Build(SeedSpec(), src, dst, pairs);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  EXPECT_EQ(plan->chunks().size(), 4u);
+  EXPECT_EQ(plan->num_chunks(), 4);
 }
 
 TEST(PlanBuildTest, TableSizeNotMultipleOfAddressesPerBlock) {
@@ -83,7 +83,7 @@ TEST(PlanBuildTest, UsedEntriesCheckLooksOnlyAtWhatThePairsUse) {
   absl::StatusOr<TransferPlan> plan =
       TransferPlan::Build(SeedSpec(), src, dst, block0, {}, TableCheck::kUsed);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  EXPECT_EQ(plan->chunks().size(), 4u);
+  EXPECT_EQ(plan->num_chunks(), 4);
   EXPECT_TRUE(HasStatus(TransferPlan::Build(SeedSpec(), src, dst, block1, {}, TableCheck::kUsed),
                         Code::kInvalidArgument, {"src_addresses[6]: null address"}));
   std::vector<uint64_t> far = dst;
@@ -98,10 +98,10 @@ TEST(PlanBuildTest, UsedEntriesCheckLooksOnlyAtWhatThePairsUse) {
   absl::StatusOr<TransferPlan> used =
       TransferPlan::Build(SeedSpec(), FakeTable(8, 0x100000), dst, block1, {}, TableCheck::kUsed);
   ASSERT_TRUE(all.ok() && used.ok());
-  ASSERT_EQ(all->chunks().size(), used->chunks().size());
-  for (size_t i = 0; i < all->chunks().size(); ++i) {
-    EXPECT_EQ(all->chunks()[i].src, used->chunks()[i].src);
-    EXPECT_EQ(all->chunks()[i].dst, used->chunks()[i].dst);
+  ASSERT_EQ(all->num_chunks(), used->num_chunks());
+  for (int64_t i = 0; i < all->num_chunks(); ++i) {
+    EXPECT_EQ(all->ChunkAt(i).src, used->ChunkAt(i).src);
+    EXPECT_EQ(all->ChunkAt(i).dst, used->ChunkAt(i).dst);
   }
 }
 

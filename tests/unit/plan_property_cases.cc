@@ -162,8 +162,9 @@ std::string CheckPlan(const TransferPlan& plan, const std::vector<BlockPair>& pa
   const int64_t per_pair = r.layers.count * no;
   const uint64_t row = static_cast<uint64_t>(g.row_bytes);
   const int64_t expected_chunks = static_cast<int64_t>(pairs.size()) * per_pair;
-  if (static_cast<int64_t>(plan.chunks().size()) != expected_chunks) {
-    return absl::StrCat("plan has ", plan.chunks().size(), " chunks; want ", expected_chunks);
+  const std::vector<ChunkAddress> chunks = plan.Chunks();
+  if (static_cast<int64_t>(chunks.size()) != expected_chunks) {
+    return absl::StrCat("plan has ", chunks.size(), " chunks; want ", expected_chunks);
   }
   const int64_t row_elements_moved =
       r.heads.count * r.token_count * r.src.shape.hd * DTypeSize(r.src.dtype);
@@ -175,7 +176,7 @@ std::string CheckPlan(const TransferPlan& plan, const std::vector<BlockPair>& pa
     const Side& side;
     bool is_src;
   };
-  for (size_t k = 0; k < plan.chunks().size(); ++k) {
+  for (size_t k = 0; k < chunks.size(); ++k) {
     const BlockPair& p = pairs[k / per_pair];
     const int64_t l = static_cast<int64_t>(k / no) % r.layers.count;
     const int64_t o = static_cast<int64_t>(k % no);
@@ -187,7 +188,7 @@ std::string CheckPlan(const TransferPlan& plan, const std::vector<BlockPair>& pa
       const Region& region = regions.all[v.side.entry_region[entry]];
       const uint64_t piece = region.base + v.side.entry_offset[entry];
       const uint64_t piece_bytes = v.side.extent();
-      const uint64_t first = v.is_src ? plan.chunks()[k].src : plan.chunks()[k].dst;
+      const uint64_t first = v.is_src ? chunks[k].src : chunks[k].dst;
       const int64_t inner_stride = v.is_src ? g.src_inner_stride : g.dst_inner_stride;
       const int64_t outer_stride = v.is_src ? g.src_outer_stride : g.dst_outer_stride;
       for (int64_t oi = 0; oi < g.outer_count; ++oi) {
@@ -280,6 +281,24 @@ std::string RunCase(uint64_t seed, int64_t index, Tally& tally) {
   if (std::string bad = CheckPlan(*plan, pairs, src, dst, regions, tally); !bad.empty()) {
     return absl::StrCat(bad, "\n  job: ", Describe(spec, pairs), context());
   }
+  // Between two strided block sets the daemon plans with BuildStrided: every address of that
+  // plan too must lie in its region.
+  const bool strided = !src.record->strided_bases.empty() && !dst.record->strided_bases.empty();
+  auto strided_side = [](const BlockSetRecord& r) {
+    return StridedSide{r.strided_bases, r.block_stride, r.num_blocks, r.strided_segments};
+  };
+  if (strided) {
+    absl::StatusOr<TransferPlan> factored = TransferPlan::BuildStrided(
+        spec, strided_side(*src.record), strided_side(*dst.record), pairs);
+    if (!factored.ok()) {
+      return absl::StrCat("valid job refused by BuildStrided: ", factored.status().ToString(),
+                          "\n  job: ", Describe(spec, pairs), context());
+    }
+    ++tally.strided_plans;
+    if (std::string bad = CheckPlan(*factored, pairs, src, dst, regions, tally); !bad.empty()) {
+      return absl::StrCat("strided plan: ", bad, "\n  job: ", Describe(spec, pairs), context());
+    }
+  }
 
   // One invalid mutation: of a block set or of the job.
   if (rng.OneIn(2)) {
@@ -307,6 +326,15 @@ std::string RunCase(uint64_t seed, int64_t index, Tally& tally) {
     if (std::string bad = Mismatch(status, expected); !bad.empty()) {
       return absl::StrCat(bad, "\n  mutated job: ", Describe(mutated, mutated_pairs), " src ",
                           Describe(mutated.src), " dst ", Describe(mutated.dst), context());
+    }
+    if (strided) {
+      absl::StatusOr<TransferPlan> refused_strided = TransferPlan::BuildStrided(
+          mutated, strided_side(*src.record), strided_side(*dst.record), mutated_pairs);
+      const absl::Status s = refused_strided.ok() ? absl::OkStatus() : refused_strided.status();
+      if (std::string bad = Mismatch(s, expected); !bad.empty()) {
+        return absl::StrCat("BuildStrided: ", bad, "\n  mutated job: ",
+                            Describe(mutated, mutated_pairs), context());
+      }
     }
   }
   return "";

@@ -19,6 +19,7 @@ inline constexpr int kJobMutations = 14;
 struct Tally {
   int64_t cases = 0;
   int64_t plans = 0;
+  int64_t strided_plans = 0;  // of them also planned (and checked) with BuildStrided
   int64_t chunks = 0;
   int64_t rows = 0;
   int64_t block_set_mutations[kBlockSetMutations] = {};
@@ -27,6 +28,7 @@ struct Tally {
   void Add(const Tally& o) {
     cases += o.cases;
     plans += o.plans;
+    strided_plans += o.strided_plans;
     chunks += o.chunks;
     rows += o.rows;
     for (int i = 0; i < kBlockSetMutations; ++i) block_set_mutations[i] += o.block_set_mutations[i];

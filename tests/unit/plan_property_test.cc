@@ -76,18 +76,19 @@ TEST(PlanPropertyTest, PlannedRowsStayInTheirRegionsAndInvalidInputIsRefusedBefo
                   << " --first_case=" << index << " --cases=1): " << what;
   }
   std::printf(
-      "plan property: seed %llu, cases [%lld, %lld), %d threads, %.1f s: %lld valid plans, "
-      "%lld chunks, %lld rows checked inside their piece and region\n",
+      "plan property: seed %llu, cases [%lld, %lld), %d threads, %.1f s: %lld valid plans "
+      "(%lld also strided), %lld chunks, %lld rows checked inside their piece and region\n",
       static_cast<unsigned long long>(o.seed), static_cast<long long>(o.first_case),
       static_cast<long long>(o.first_case + o.cases), threads,
       absl::ToDoubleSeconds(absl::Now() - start), static_cast<long long>(total.plans),
-      static_cast<long long>(total.chunks), static_cast<long long>(total.rows));
+      static_cast<long long>(total.strided_plans), static_cast<long long>(total.chunks), static_cast<long long>(total.rows));
   std::printf("  block set mutations refused (by kind):");
   for (int64_t n : total.block_set_mutations) std::printf(" %lld", static_cast<long long>(n));
   std::printf("\n  job mutations refused (by kind):");
   for (int64_t n : total.job_mutations) std::printf(" %lld", static_cast<long long>(n));
   std::printf("\n");
   if (o.cases >= kBlockSetMutations * 100) {
+    EXPECT_GT(total.strided_plans, 0) << "no job between two strided block sets drawn";
     for (int i = 0; i < kBlockSetMutations; ++i) {
       EXPECT_GT(total.block_set_mutations[i], 0) << "block set mutation " << i << " never drawn";
     }

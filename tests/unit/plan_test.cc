@@ -126,10 +126,10 @@ TEST(TransferPlanTest, ChunkAddressesWithEveryRange) {
   const std::vector<uint64_t> dst = Table(8, 0x900000, 0x1000);  // 2 blocks × 4 chunks
   const TransferPlan plan =
       Build(spec, src, dst, {{.src_block = 1, .dst_block = 1, .src_token_offset = 3}});
-  ASSERT_EQ(plan.chunks().size(), 4u);
+  ASSERT_EQ(plan.Chunks().size(), 4u);
   for (int64_t l = 0; l < 2; ++l) {
     for (int64_t o = 0; o < 2; ++o) {
-      const ChunkAddress& c = plan.chunks()[l * 2 + o];
+      const ChunkAddress c = plan.ChunkAt(l * 2 + o);
       // 0x20000 + (1 + l)*160 + o*80 + 2 heads*480 + 3 tokens*10
       EXPECT_EQ(c.src, 0x20000u + 1150 + 160 * l + 80 * o) << "l " << l << " o " << o;
       EXPECT_EQ(c.dst, dst[4 + l * 2 + o]) << "l " << l << " o " << o;
@@ -149,7 +149,7 @@ TEST(TransferPlanTest, ChunkCountAndBytes) {
   const std::vector<uint64_t> src = Table(12, 0x100000, 0x1000), dst = Table(3, 0x900000, 0x1000);
   const std::vector<BlockPair> pairs = {{0, 1}, {1, 0}, {2, 2}};
   TransferPlan plan = Build(spec, src, dst, pairs);
-  EXPECT_EQ(plan.chunks().size(), 12u);  // 3 pairs × 2 layers × 2 outer
+  EXPECT_EQ(plan.Chunks().size(), 12u);  // 3 pairs × 2 layers × 2 outer
   EXPECT_EQ(plan.bytes(), 3 * 480);
   EXPECT_EQ(plan.num_pairs(), 3);
   EXPECT_FALSE(plan.empty());
@@ -160,13 +160,13 @@ TEST(TransferPlanTest, ChunkCountAndBytes) {
   spec.layers = {.src_offset = 1, .dst_offset = 0, .count = 1};
   spec.heads = {.src_offset = 1, .dst_offset = 0, .count = 2};
   plan = Build(spec, src, dst, pairs);
-  EXPECT_EQ(plan.chunks().size(), 6u);
+  EXPECT_EQ(plan.Chunks().size(), 6u);
   EXPECT_EQ(plan.bytes(), 6 * 2 * 4 * 10);
   // MLA: no 1, so nl chunks per pair.
   const BlockShape mla = Shape(1, 3, 1, 2, 576);
   plan = Build(Spec(LayoutKind::kNHDStack, mla, LayoutKind::kUniversal, mla),
                Table(6, 0x100000, 0x1000), Table(2, 0x900000, 0x10000), {{0, 1}, {1, 0}});
-  EXPECT_EQ(plan.chunks().size(), 6u);
+  EXPECT_EQ(plan.Chunks().size(), 6u);
   EXPECT_EQ(plan.bytes(), 2 * 3 * 2 * 576 * 2);
 }
 
@@ -321,7 +321,7 @@ TEST(TransferPlanRunsTest, TransposeIsOneRunPerRow) {
             Table(8, 0x100000, 4096), Table(2, 0x900000, 4096), {{0, 1}, {1, 0}});
   const std::vector<CopyRun> runs = plan.Runs();
   EXPECT_EQ(plan.RowsPerChunk(), 12);
-  ASSERT_EQ(runs.size(), plan.chunks().size() * 12);
+  ASSERT_EQ(runs.size(), plan.Chunks().size() * 12);
   for (const CopyRun& r : runs) EXPECT_EQ(r.bytes, 10u);
   EXPECT_EQ(RunBytes(runs), plan.bytes());
   EXPECT_EQ(plan.bytes(), 960);
@@ -331,7 +331,7 @@ TEST(TransferPlanTest, EmptyPairs) {
   const TransferPlan plan = Build(Spec(LayoutKind::kHNDStack, kSeed, LayoutKind::kUniversal, kSeed),
                                   Table(4, 0x100000, 4096), {0x900000}, {});
   EXPECT_TRUE(plan.empty());
-  EXPECT_TRUE(plan.chunks().empty());
+  EXPECT_TRUE(plan.empty());
   EXPECT_EQ(plan.bytes(), 0);
   EXPECT_EQ(plan.num_pairs(), 0);
   EXPECT_TRUE(plan.Runs().empty());
