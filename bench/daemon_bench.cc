@@ -284,6 +284,7 @@ struct Baselines {
   double memcpy_gbps = 0;
   double memcpy_us = 0;  // one copy from idle
   double kernel_gbps = 0;
+  double kernel_strided_gbps = 0;  // the same through a strided plan (what the daemon builds)
 };
 
 absl::StatusOr<Baselines> MeasureBaselines(ShapeKit& kit, Converter& conv, cudaStream_t stream,
@@ -325,6 +326,21 @@ absl::StatusOr<Baselines> MeasureBaselines(ShapeKit& kit, Converter& conv, cudaS
   auto convert = [&]() { return conv.Enqueue(plan, LaunchOptions{}, stream).status(); };
   ASSIGN_OR_RETURN(const double per_convert, TimeBackToBack(convert, stream, std::min(calls, 400)));
   b.kernel_gbps = static_cast<double>(bytes) / per_convert / 1e9;
+  // The same pairs through TransferPlan::BuildStrided: block 0's table and the block stride
+  // of each side, as the daemon plans jobs between its strided block sets and pools.
+  std::vector<uint64_t> cache_bases(static_cast<size_t>(slots));
+  for (int64_t s = 0; s < slots; ++s) cache_bases[s] = cache_table[static_cast<size_t>(s)];
+  const StridedSide cache_side{cache_bases, kit.CacheOffset(1, 0) - kit.CacheOffset(0, 0),
+                               kCacheBlocks, {}};
+  const StridedSide pool_side{absl::MakeConstSpan(pool_table).subspan(0, 1), kit.block_bytes,
+                              kCacheBlocks, {}};
+  ASSIGN_OR_RETURN(const TransferPlan strided,
+                   TransferPlan::BuildStrided(spec, offload ? cache_side : pool_side,
+                                              offload ? pool_side : cache_side, pairs));
+  auto convert_strided = [&]() { return conv.Enqueue(strided, LaunchOptions{}, stream).status(); };
+  ASSIGN_OR_RETURN(const double per_strided,
+                   TimeBackToBack(convert_strided, stream, std::min(calls, 400)));
+  b.kernel_strided_gbps = static_cast<double>(bytes) / per_strided / 1e9;
   return b;
 }
 
@@ -552,6 +568,9 @@ absl::Status Main() {
                    c.offload ? "offload" : "onboard", c.nb, c.inflight, c.clients);
       ASSIGN_OR_RETURN(const Baselines b,
                        MeasureBaselines(*kit, *conv, stream, c.memory, c.offload, c.nb));
+      std::printf("  in process: memcpy %.1f GB/s, kernel %.1f GB/s (explicit plan), %.1f GB/s "
+                  "(strided plan)\n",
+                  b.memcpy_gbps, b.kernel_gbps, b.kernel_strided_gbps);
       for (const std::string& path : paths) {
       const DaemonResult d =
           MeasureDaemon(clients, c.clients, c.memory, c.offload, c.nb, c.inflight,
@@ -575,13 +594,15 @@ absl::Status Main() {
           "\"clients\":%d,\"bytes_per_job\":%d,\"jobs\":%d,\"gbps\":%.2f,\"memcpy_gbps\":%.2f,"
           "\"memcpy_us\":%.2f,\"kernel_gbps\":%.2f,\"ratio_memcpy\":%.4f,\"ratio_kernel\":%.4f,"
           "\"jobs_per_second\":%.1f,\"latency_us\":%s,\"submit_us\":%s,\"queue_us\":%s,"
-          "\"run_us\":%s,\"completion_us\":%s,\"path\":\"%s\",\"daemon_submit_us\":%s}",
+          "\"run_us\":%s,\"completion_us\":%s,\"path\":\"%s\",\"daemon_submit_us\":%s,"
+          "\"kernel_strided_gbps\":%.2f}",
           c.shape, c.memory == 0 ? "device" : "host", c.offload ? "offload" : "onboard", c.nb,
           c.inflight, c.clients, kit->block_bytes * c.nb, d.jobs, d.gbps, b.memcpy_gbps,
           b.memcpy_us, b.kernel_gbps, d.gbps / b.memcpy_gbps, d.gbps / b.kernel_gbps,
           d.gbps * 1e9 / static_cast<double>(kit->block_bytes * c.nb), StatsJson(d.latency_us),
           StatsJson(d.submit_us), StatsJson(d.queue_us), StatsJson(d.run_us),
-          StatsJson(d.completion_us), path, StatsJson(d.daemon_submit_us)));
+          StatsJson(d.completion_us), path, StatsJson(d.daemon_submit_us),
+          b.kernel_strided_gbps));
       }
     }
     for (auto& c : clients) {

@@ -63,24 +63,28 @@ struct ChunkCopyParams {
 };
 
 // Where a kernel reads chunk addresses: a device-visible array (explicit plans, staged
-// windows), or a factored table (TransferPlan: chunk c = outer[c / M] + step[c % M]) with the
-// steps, and the outer entries of small plans, in the kernel's own parameters. Strided plans
-// then need a table of one entry per pair, not per chunk, and one-block jobs none at all.
-// (Parameters over 4 KiB need CUDA ≥ 12.1.)
+// windows); for plans of at most kInlineChunks chunk copies, the kernel's own parameters (no
+// table copy before the launch); or a factored table (TransferPlan: chunk c = outer[c / M] +
+// step[c % M]) with the steps in the parameters and one outer entry per pair in device memory,
+// so a strided job's table is one entry per pair, not one per chunk. (Parameters over 4 KiB
+// need CUDA ≥ 12.1.)
 struct DeviceTable {
   const ChunkAddress* chunks;
   __device__ ChunkAddress operator[](uint64_t i) const { return chunks[i]; }
 };
+struct InlineTable {
+  ChunkAddress chunks[kInlineChunks];
+  __device__ ChunkAddress operator[](uint64_t i) const { return chunks[i]; }
+};
 struct FactoredTable {
-  const ChunkAddress* outer;  // device-visible; null: outer_inline
+  const ChunkAddress* outer;  // device-visible, num_chunks / M entries
   FastDivmod steps;           // M
-  ChunkAddress outer_inline[kInlineOuter];
   ChunkAddress step[kInlineSteps];
   __device__ ChunkAddress operator[](uint64_t i) const {
     const uint32_t c = static_cast<uint32_t>(i);  // < kMaxPlanChunks
     const uint32_t o = steps.Div(c);
-    const ChunkAddress& s = step[c - o * steps.divisor];
-    const ChunkAddress b = outer != nullptr ? outer[o] : outer_inline[o];
+    const ChunkAddress s = step[c - o * steps.divisor];
+    const ChunkAddress b = outer[o];
     return ChunkAddress{b.src + s.src, b.dst + s.dst};
   }
 };
@@ -344,45 +348,36 @@ absl::Status LaunchChunkCopy(const ChunkGeometry& geometry, int alignment,
                   threads, stream);
 }
 
-bool LaunchesFactored(const TransferPlan& plan) {
-  return plan.num_chunks() <= kInlineSteps ||
-         plan.steps().size() <= static_cast<size_t>(kInlineSteps);
-}
-
-bool NeedsOuterTable(const TransferPlan& plan) {
-  return plan.num_chunks() > kInlineSteps &&
-         plan.outer().size() > static_cast<size_t>(kInlineOuter);
+absl::Status LaunchChunkCopyInline(const TransferPlan& plan, int grid_limit, int threads,
+                                   cudaStream_t stream) {
+  const int64_t n = plan.num_chunks();
+  if (n == 0) return absl::OkStatus();
+  if (n > kInlineChunks) {
+    return absl::InvalidArgumentError(absl::StrCat("LaunchChunkCopyInline: ", n,
+                                                   " chunk copies; at most ", kInlineChunks));
+  }
+  RETURN_IF_ERROR(CheckLaunch(grid_limit, threads));
+  InlineTable table{};
+  for (int64_t k = 0; k < n; ++k) table.chunks[k] = plan.ChunkAt(k);
+  return Dispatch(plan.geometry(), plan.alignment(), table, static_cast<uint64_t>(n), grid_limit,
+                  threads, stream);
 }
 
 absl::Status LaunchChunkCopyFactored(const TransferPlan& plan, const ChunkAddress* device_outer,
                                      int grid_limit, int threads, cudaStream_t stream) {
   const int64_t n = plan.num_chunks();
   if (n == 0) return absl::OkStatus();
-  if (!LaunchesFactored(plan)) {
+  const std::vector<ChunkAddress>& steps = plan.steps();
+  if (steps.size() > static_cast<size_t>(kInlineSteps) || device_outer == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "LaunchChunkCopyFactored: ", plan.steps().size(), " steps and ", n,
-        " chunk copies; at most ", kInlineSteps, " of either"));
-  }
-  if (NeedsOuterTable(plan) && device_outer == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("LaunchChunkCopyFactored: ",
-                                                   plan.outer().size(),
-                                                   " outer entries need a device table"));
+        "LaunchChunkCopyFactored: ", steps.size(), " steps (at most ", kInlineSteps,
+        ") and a ", device_outer == nullptr ? "null" : "non-null", " outer table"));
   }
   RETURN_IF_ERROR(CheckLaunch(grid_limit, threads));
   FactoredTable table{};
-  if (n <= kInlineSteps) {  // every chunk a step of one zero outer entry: no table at all
-    for (int64_t k = 0; k < n; ++k) table.step[k] = plan.ChunkAt(k);
-    table.steps = FastDivmod(static_cast<uint32_t>(n));
-  } else {
-    const std::vector<ChunkAddress>& steps = plan.steps();
-    std::copy(steps.begin(), steps.end(), table.step);
-    table.steps = FastDivmod(static_cast<uint32_t>(steps.size()));
-    if (NeedsOuterTable(plan)) {
-      table.outer = device_outer;
-    } else {
-      std::copy(plan.outer().begin(), plan.outer().end(), table.outer_inline);
-    }
-  }
+  table.outer = device_outer;
+  table.steps = FastDivmod(static_cast<uint32_t>(steps.size()));
+  std::copy(steps.begin(), steps.end(), table.step);
   return Dispatch(plan.geometry(), plan.alignment(), table, static_cast<uint64_t>(n), grid_limit,
                   threads, stream);
 }

@@ -17,22 +17,20 @@ namespace kvshuttle {
 absl::Status LaunchChunkCopy(const TransferPlan& plan, const ChunkAddress* device_chunks,
                              int grid_limit, int threads, cudaStream_t stream);
 
-// The kernel's parameters hold up to kInlineSteps steps of a factored plan (TransferPlan's
-// outer × steps table) and up to kInlineOuter outer entries.
+// Plans of at most this many chunk copies can pass their table in the kernel parameters.
+inline constexpr int kInlineChunks = 256;
+
+// Launches `plan` (≤ kInlineChunks chunk copies) with its chunk table in the kernel's
+// parameters: no device table and no copy before the launch (one-block jobs).
+absl::Status LaunchChunkCopyInline(const TransferPlan& plan, int grid_limit, int threads,
+                                   cudaStream_t stream);
+
+// Factored plans of at most this many steps launch with the steps in the kernel's parameters.
 inline constexpr int kInlineSteps = 256;
-inline constexpr int kInlineOuter = 16;
 
-// True when `plan` can launch with LaunchChunkCopyFactored: at most kInlineSteps chunk copies
-// (they all go in the parameters) or at most kInlineSteps steps.
-bool LaunchesFactored(const TransferPlan& plan);
-// True when LaunchChunkCopyFactored needs a device-visible copy of plan.outer(): over
-// kInlineSteps chunk copies and over kInlineOuter outer entries.
-bool NeedsOuterTable(const TransferPlan& plan);
-
-// Launches `plan` (LaunchesFactored) with its factored table: steps in the kernel's
-// parameters, outer entries there too or at `device_outer` (a device-visible copy of
-// plan.outer(), when NeedsOuterTable; else ignored). A strided job's table is one entry per
-// pair, not one per chunk; a one-block job needs none (no copy before the launch).
+// Launches `plan` (≤ kInlineSteps steps) with its factored table (TransferPlan's outer ×
+// steps): steps in the kernel's parameters, outer entries at `device_outer` (a device-visible
+// copy of plan.outer(), one entry per pair for strided plans).
 absl::Status LaunchChunkCopyFactored(const TransferPlan& plan, const ChunkAddress* device_outer,
                                      int grid_limit, int threads, cudaStream_t stream);
 

@@ -30,12 +30,18 @@ constexpr size_t kAsyncMaxRuns = 256;
 //   KVS_EXP_STAGED_PIECES=N     staging pieces (2..8) instead of kStagingPieces
 //   KVS_EXP_STAGED_GROUP=N      host → device windows per copy-stream wait instead of
 //                               kStagedH2DGroup (pieces / N ≥ 2 slots)
+//   KVS_EXP_FACTORED=device|pinned|off  where the kernel reads a strided plan's outer table:
+//                               a device copy (default), the pinned slot, or no factored
+//                               table at all (the plan's chunks materialized, as explicit ones)
+enum class FactoredMode { kDevice, kPinned, kOff };
+
 struct StagedExperiment {
   uint64_t min_piece_bytes = kMinStagingPieceBytes;
   int sms = kStagedSms;
   bool no_kernel = false;
   int pieces = kStagingPieces;
   int group = kStagedH2DGroup;
+  FactoredMode factored = FactoredMode::kDevice;
 };
 
 const StagedExperiment& Experiment() {
@@ -56,6 +62,10 @@ const StagedExperiment& Experiment() {
       x.group = std::atoi(v);
     }
     if (x.pieces % x.group != 0 || x.pieces / x.group < 2) x.group = 1;
+    if (const char* v = std::getenv("KVS_EXP_FACTORED"); v != nullptr) {
+      if (std::strcmp(v, "pinned") == 0) x.factored = FactoredMode::kPinned;
+      if (std::strcmp(v, "off") == 0) x.factored = FactoredMode::kOff;
+    }
     return x;
   }();
   return e;
@@ -229,6 +239,8 @@ absl::Status Converter::EnsureSlot(Slot& slot, size_t bytes) {
   if (slot.host.size() >= bytes) return absl::OkStatus();
   const size_t capacity = std::max<size_t>(bytes, size_t{64} << 10);
   ASSIGN_OR_RETURN(slot.host, PinnedBuffer::Create(capacity));
+  slot.device = DeviceBuffer();
+  ASSIGN_OR_RETURN(slot.device, DeviceBuffer::Create(device_, capacity));
   return absl::OkStatus();
 }
 
@@ -252,20 +264,29 @@ absl::Status Converter::EnqueueKernel(const TransferPlan& plan, const LaunchOpti
   // multiple of 16 bytes) do better with smaller CTAs.
   const int threads = capped ? kCappedThreads : (plan.alignment() == 16 ? kThreads : 128);
   const int grid_limit = capped ? options.max_sms : std::numeric_limits<int>::max();
-  // Small plans and strided ones with few outer entries: the whole table in the parameters.
-  if (LaunchesFactored(plan) && !NeedsOuterTable(plan)) {
-    return LaunchChunkCopyFactored(plan, nullptr, grid_limit, threads, stream);
+  if (plan.num_chunks() <= kInlineChunks) {
+    return LaunchChunkCopyInline(plan, grid_limit, threads, stream);
   }
   Slot* slot = nullptr;
-  const bool explicit_table = plan.steps().size() == 1;  // outer() is the chunk table
-  if (!explicit_table && LaunchesFactored(plan)) {  // strided: one table entry per pair
+  const bool explicit_table = plan.steps().size() == 1 && plan.steps()[0].src == 0 &&
+                              plan.steps()[0].dst == 0;  // outer() is the chunk table
+  const FactoredMode mode = Experiment().factored;
+  if (!explicit_table && plan.steps().size() <= static_cast<size_t>(kInlineSteps) &&
+      mode != FactoredMode::kOff) {
+    // Strided: one table entry per pair, copied to device memory ahead of the kernel (reads
+    // from L2, not one PCIe round trip per CTA), or read from the pinned slot (experiment).
     RETURN_IF_ERROR(StageTable(plan.outer(), slot));
-    RETURN_IF_ERROR(LaunchChunkCopyFactored(
-        plan, static_cast<const ChunkAddress*>(slot->host.data()), grid_limit, threads, stream));
+    const size_t bytes = plan.outer().size() * sizeof(ChunkAddress);
+    const ChunkAddress* outer = static_cast<const ChunkAddress*>(slot->host.data());
+    if (mode == FactoredMode::kDevice) {
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(slot->device.data(), slot->host.data(), bytes,
+                                           cudaMemcpyHostToDevice, stream));
+      outer = static_cast<const ChunkAddress*>(slot->device.data());
+    }
+    RETURN_IF_ERROR(LaunchChunkCopyFactored(plan, outer, grid_limit, threads, stream));
   } else {  // explicit tables, and strided plans of more steps than the parameters hold
-    RETURN_IF_ERROR(explicit_table && plan.steps()[0].src == 0 && plan.steps()[0].dst == 0
-                        ? StageTable(plan.outer(), slot)
-                        : StageTable(plan.Chunks(), slot));
+    RETURN_IF_ERROR(explicit_table ? StageTable(plan.outer(), slot)
+                                   : StageTable(plan.Chunks(), slot));
     RETURN_IF_ERROR(LaunchChunkCopy(plan, static_cast<const ChunkAddress*>(slot->host.data()),
                                     grid_limit, threads, stream));
   }

@@ -82,8 +82,11 @@ class Converter {
   // A chunk table in pinned (mapped) host memory that kernels read directly over PCIe: one
   // 16-byte read per CTA, where a device copy put a host-to-device copy (655 KB for 256
   // llama70b blocks) on the stream before every launch (0.94 → 0.97 × memcpy on an H100).
+  // Strided plans' outer tables (one entry per pair) are copied on to `device` before the
+  // kernel.
   struct Slot {
     PinnedBuffer host;
+    DeviceBuffer device;
     cudaEvent_t free = nullptr;  // recorded after the last kernel that read this slot
   };
   static constexpr int kSlots = 4;
