@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -55,6 +56,8 @@ ABSL_FLAG(std::string, target, "unix:/run/kvshuttle/kvshuttle.sock", "the daemon
 ABSL_FLAG(bool, quick, false, "a small subset (one shape, device pool, fewer cases)");
 ABSL_FLAG(std::string, out, "", "JSON report path (empty: none)");
 ABSL_FLAG(std::string, commit, "unknown", "commit of the daemon and this build");
+ABSL_FLAG(bool, start_events, true,
+          "with small256k: start-event isolation (a neighbour's stalled jobs) and latency");
 ABSL_FLAG(double, case_seconds, 0.4, "measuring time per daemon case");
 ABSL_FLAG(std::string, shapes, "", "comma list of shapes (default: all, or llama70b with --quick)");
 ABSL_FLAG(std::string, paths, "channel,unary",
@@ -446,6 +449,176 @@ std::string StatsJson(const Stats& s) {
   return absl::StrFormat("{\"p50\":%.2f,\"p99\":%.2f,\"mean\":%.2f}", s.p50, s.p99, s.mean);
 }
 
+// A stream held by a host function until Release() (start-event cases): an event recorded
+// behind it stays incomplete until then. The state outlives the gate (the function holds it).
+class StreamGate {
+ public:
+  explicit StreamGate(cudaStream_t stream) : state_(std::make_shared<State>()) {
+    auto* held = new std::shared_ptr<State>(state_);
+    if (cudaLaunchHostFunc(stream, &Hold, held) != cudaSuccess) delete held;
+  }
+  ~StreamGate() { Release(); }
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->open = true;
+    }
+    state_->cv.notify_all();
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool open = false;
+  };
+  static void CUDART_CB Hold(void* arg) {
+    std::unique_ptr<std::shared_ptr<State>> held(static_cast<std::shared_ptr<State>*>(arg));
+    State& state = **held;
+    std::unique_lock<std::mutex> lock(state.mu);
+    state.cv.wait(lock, [&state] { return state.open; });
+  }
+  std::shared_ptr<State> state_;
+};
+
+absl::StatusOr<std::string> IpcEventHandle(cudaEvent_t* event) {
+  CUDA_RETURN_IF_ERROR(
+      cudaEventCreateWithFlags(event, cudaEventInterprocess | cudaEventDisableTiming));
+  cudaIpcEventHandle_t handle;
+  CUDA_RETURN_IF_ERROR(cudaIpcGetEventHandle(&handle, *event));
+  return std::string(reinterpret_cast<const char*>(&handle), sizeof(handle));
+}
+
+// Start events (Job.start_event), small256k jobs of one block into the device pool:
+//   isolation: 8 clients' job loop (channel, one in flight each) alone and while a neighbour
+//     session has kStalledJobs jobs waiting on start events that never complete (recorded
+//     behind a gate opened only afterwards), alternating `repeats` times; the p99 ratio
+//     (median over repeats) is the issue's "stalled session" target (≤ 1.10);
+//   latency: one job with an event that is already complete, against the same job without
+//     one; and one whose event completes (gate opened) right after its submit, from the gate's
+//     opening to the client having the completion.
+absl::StatusOr<std::string> MeasureStartEvents(const std::string& target, const ShapeKit& kit,
+                                               std::vector<std::unique_ptr<ClientKit>>& clients,
+                                               double seconds, int repeats) {
+  constexpr int kStalledJobs = 64;
+  const int nclients = static_cast<int>(clients.size());
+  std::vector<double> alone_p99, stalled_p99, alone_p50, stalled_p50;
+  ASSIGN_OR_RETURN(std::unique_ptr<ClientKit> neighbour, MakeClient(target, kit, 99, 64, false));
+  cudaStream_t stream = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  std::vector<cudaEvent_t> events(kStalledJobs + 3, nullptr);
+  std::vector<std::string> handles;
+  for (cudaEvent_t& e : events) {
+    ASSIGN_OR_RETURN(std::string h, IpcEventHandle(&e));
+    handles.push_back(std::move(h));
+  }
+  for (int r = 0; r < repeats; ++r) {
+    const DaemonResult alone = MeasureDaemon(clients, nclients, 0, true, 1, 1, seconds,
+                                             kit.block_bytes, true);
+    auto gate = std::make_unique<StreamGate>(stream);
+    for (int j = 0; j < kStalledJobs; ++j) {
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(events[j], stream));
+    }
+    std::vector<uint64_t> stalled_ids;
+    for (int j = 0; j < kStalledJobs; ++j) {
+      v1::SubmitBatchRequest batch;
+      v1::Job* job = batch.add_jobs();
+      *job = MakeJob(*neighbour, 0, true, 1, j);
+      job->mutable_start_event()->set_handle(handles[j]);
+      ASSIGN_OR_RETURN(v1::SubmitBatchResponse submitted, neighbour->session->SubmitBatch(batch));
+      stalled_ids.push_back(submitted.job_ids(0));
+    }
+    const DaemonResult stalled = MeasureDaemon(clients, nclients, 0, true, 1, 1, seconds,
+                                               kit.block_bytes, true);
+    ASSIGN_OR_RETURN(v1::WaitResponse before, neighbour->session->Wait(stalled_ids, absl::ZeroDuration()));
+    for (const v1::JobResult& jr : before.results()) {
+      if (jr.state() != v1::JOB_QUEUED) {
+        return absl::InternalError(absl::StrCat("a stalled job did not wait: ", jr.DebugString()));
+      }
+    }
+    gate->Release();
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+    for (uint64_t id : stalled_ids) {
+      ASSIGN_OR_RETURN(v1::JobResult jr, neighbour->session->AwaitJob(id, absl::Seconds(60)));
+      if (jr.state() != v1::JOB_DONE) {
+        return absl::InternalError(absl::StrCat("a stalled job failed: ", jr.DebugString()));
+      }
+    }
+    if (alone.errors > 0 || stalled.errors > 0) {
+      return absl::InternalError(absl::StrCat("start-event isolation: jobs failed: ",
+                                              alone.first_error, stalled.first_error));
+    }
+    alone_p99.push_back(alone.latency_us.p99);
+    stalled_p99.push_back(stalled.latency_us.p99);
+    alone_p50.push_back(alone.latency_us.p50);
+    stalled_p50.push_back(stalled.latency_us.p50);
+    std::fprintf(stderr, "  start events, repeat %d: p99 %.1f µs alone, %.1f µs beside %d "
+                 "stalled jobs\n", r + 1, alone.latency_us.p99, stalled.latency_us.p99,
+                 kStalledJobs);
+  }
+  // Latency of one job: no event, an event already complete, an event completing right after
+  // the submit (gate opened once the submit is answered).
+  Session& session = *clients[0]->session;
+  std::vector<double> none, complete, pending;
+  const absl::Time end = absl::Now() + absl::Seconds(seconds * 2);
+  cudaEvent_t done_event = events[kStalledJobs], pending_event = events[kStalledJobs + 1];
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(done_event, stream));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  for (int64_t k = 0; absl::Now() < end; ++k) {
+    for (int mode = 0; mode < 3; ++mode) {
+      v1::SubmitBatchRequest batch;
+      v1::Job* job = batch.add_jobs();
+      *job = MakeJob(*clients[0], 0, true, 1, k);
+      std::unique_ptr<StreamGate> gate;
+      if (mode == 1) job->mutable_start_event()->set_handle(handles[kStalledJobs]);
+      if (mode == 2) {
+        gate = std::make_unique<StreamGate>(stream);
+        CUDA_RETURN_IF_ERROR(cudaEventRecord(pending_event, stream));
+        job->mutable_start_event()->set_handle(handles[kStalledJobs + 1]);
+      }
+      const absl::Time t0 = absl::Now();
+      ASSIGN_OR_RETURN(v1::SubmitBatchResponse submitted, session.SubmitBatch(batch));
+      absl::Time from = t0;
+      if (gate) {
+        from = absl::Now();
+        gate->Release();
+      }
+      ASSIGN_OR_RETURN(v1::JobResult jr, session.AwaitJob(submitted.job_ids(0), absl::Seconds(60)));
+      const double us = absl::ToDoubleMicroseconds(absl::Now() - from);
+      if (jr.state() != v1::JOB_DONE) {
+        return absl::InternalError(absl::StrCat("start-event latency job: ", jr.DebugString()));
+      }
+      (mode == 0 ? none : mode == 1 ? complete : pending).push_back(us);
+      if (gate) CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+    }
+  }
+  for (cudaEvent_t e : events) cudaEventDestroy(e);
+  cudaStreamDestroy(stream);
+  (void)neighbour->session->DestroyPool(neighbour->pool[0]);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
+  std::vector<double> ratios;
+  for (size_t i = 0; i < alone_p99.size(); ++i) ratios.push_back(stalled_p99[i] / alone_p99[i]);
+  const Stats n = Summarize(none), c = Summarize(complete), p = Summarize(pending);
+  std::printf("start events (small256k, device pool): %d clients x 1 in flight, p99 %.1f µs "
+              "alone, %.1f µs beside %d stalled jobs (ratio %.3f, median of %d; target <= "
+              "1.10); one job: p50 %.1f µs without an event, %.1f µs with a complete one, "
+              "%.1f µs from its event completing to its completion\n",
+              nclients, median(alone_p99), median(stalled_p99), kStalledJobs, median(ratios),
+              repeats, n.p50, c.p50, p.p50);
+  return absl::StrFormat(
+      "{\"shape\":\"%s\",\"clients\":%d,\"stalled_jobs\":%d,\"repeats\":%d,"
+      "\"alone_p99_us\":[%s],\"stalled_p99_us\":[%s],\"alone_p50_us\":[%s],"
+      "\"stalled_p50_us\":[%s],\"p99_ratio_median\":%.4f,\"one_job_no_event_us\":%s,"
+      "\"one_job_complete_event_us\":%s,\"event_complete_to_done_us\":%s}",
+      kit.shape.name, nclients, kStalledJobs, repeats, absl::StrJoin(alone_p99, ","),
+      absl::StrJoin(stalled_p99, ","), absl::StrJoin(alone_p50, ","),
+      absl::StrJoin(stalled_p50, ","), median(ratios), StatsJson(n), StatsJson(c),
+      StatsJson(p));
+}
+
 struct CaseSpec {
   std::string shape;
   int memory;  // 0 device pool, 1 pinned host pool
@@ -531,6 +704,7 @@ absl::Status Main() {
     }
   }
   std::vector<std::string> json_cases;
+  std::string start_events_json = "null";
   std::printf("%-9s %-4s %-7s %4s %3s %3s %-7s | %8s %6s %6s | %9s %9s | %7s %7s %7s %7s %7s "
               "%7s\n",
               "shape", "pool", "dir", "nb", "inf", "cli", "path", "GB/s", "x mcpy", "x kern",
@@ -605,6 +779,13 @@ absl::Status Main() {
           b.kernel_strided_gbps));
       }
     }
+    if (shape_name == "small256k" && absl::GetFlag(FLAGS_start_events)) {
+      std::fprintf(stderr, "start events: isolation and latency\n");
+      ASSIGN_OR_RETURN(start_events_json,
+                       MeasureStartEvents(target, *kit, clients,
+                                          quick ? 0.25 : absl::GetFlag(FLAGS_case_seconds),
+                                          quick ? 1 : 3));
+    }
     for (auto& c : clients) {
       for (const std::string& pool : c->pool) {
         if (!pool.empty()) (void)c->session->DestroyPool(pool);
@@ -615,7 +796,8 @@ absl::Status Main() {
   const std::string json = absl::StrCat(
       "{\"bench\":\"daemon\",", DeviceJson(), ",\"commit\":\"", absl::GetFlag(FLAGS_commit),
       "\",\"quick\":", quick ? "true" : "false", ",\"target\":\"", target,
-      "\",\"cases\":[\n", absl::StrJoin(json_cases, ",\n"), "]}\n");
+      "\",\"start_events\":", start_events_json, ",\"cases\":[\n",
+      absl::StrJoin(json_cases, ",\n"), "]}\n");
   if (!absl::GetFlag(FLAGS_out).empty()) {
     std::ofstream out(absl::GetFlag(FLAGS_out));
     out << json;

@@ -13,6 +13,7 @@
 #include "core/status_macros.h"
 #include "proto/proto_convert.h"
 #include "server/ops/logging.h"
+#include "server/job_planner.h"
 #include "server/memory/importer.h"
 
 #ifndef KVS_VERSION
@@ -20,15 +21,6 @@
 #endif
 
 namespace kvshuttle {
-
-struct Daemon::Side {
-  LayoutDesc layout;
-  const std::vector<uint64_t>* addresses = nullptr;
-  const std::vector<uint32_t>* segments = nullptr;  // parallel to `addresses`
-  std::optional<StridedSide> strided;  // strided block sets and pools (spans into `hold`)
-  Placement placement;
-  std::shared_ptr<const void> hold;  // the block set or pool that owns `addresses`
-};
 
 namespace {
 
@@ -40,10 +32,6 @@ std::string NewSessionId() {
   std::string bytes(16, '\0');
   for (char& c : bytes) c = static_cast<char>(rd());
   return absl::BytesToHexString(bytes);
-}
-
-absl::Status Prefixed(const absl::Status& status, absl::string_view field) {
-  return absl::Status(status.code(), absl::StrCat(field, ".", status.message()));
 }
 
 // Sessions in logs: the first 8 hex digits. The full id is a capability (whoever holds it can
@@ -232,7 +220,7 @@ absl::Status Daemon::GetInfo(const CallContext& call, const v1::GetInfoRequest& 
 
 absl::Status Daemon::OpenSession(const CallContext& call, const v1::OpenSessionRequest& req,
                                  v1::OpenSessionResponse* resp) {
-  if (draining_) return absl::UnavailableError("OpenSession: the daemon is draining");
+  RETURN_IF_ERROR(CheckServing("OpenSession"));
   RETURN_IF_ERROR(CheckName(req.client_name()));
   auto session = std::make_shared<Session>(NewSessionId(), next_session_serial_++,
                                            req.client_name(), call.peer,
@@ -465,7 +453,7 @@ absl::Status Daemon::ListSessions(const CallContext& call, const v1::ListSession
 
 absl::Status Daemon::CreateFdToken(const CallContext& call, const v1::CreateFdTokenRequest& req,
                                    v1::CreateFdTokenResponse* resp) {
-  if (draining_) return absl::UnavailableError("CreateFdToken: the daemon is draining");
+  RETURN_IF_ERROR(CheckServing("CreateFdToken"));
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   if (options_.fd_socket.empty()) {
     return absl::FailedPreconditionError(
@@ -481,7 +469,7 @@ absl::Status Daemon::CreateFdToken(const CallContext& call, const v1::CreateFdTo
 
 absl::Status Daemon::RegisterRegion(const CallContext& call, const v1::RegisterRegionRequest& req,
                                     v1::RegisterRegionResponse* resp) {
-  if (draining_) return absl::UnavailableError("RegisterRegion: the daemon is draining");
+  RETURN_IF_ERROR(CheckServing("RegisterRegion"));
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   RETURN_IF_ERROR(CheckName(req.name()));
   ASSIGN_OR_RETURN(const RegionImporter import, FindImporter(req));
@@ -530,7 +518,7 @@ absl::Status Daemon::ListRegions(const CallContext& call, const v1::ListRegionsR
 
 absl::Status Daemon::RegisterBlockSet(const CallContext& call, const v1::RegisterBlockSetRequest& req,
                                       v1::RegisterBlockSetResponse* resp) {
-  if (draining_) return absl::UnavailableError("RegisterBlockSet: the daemon is draining");
+  RETURN_IF_ERROR(CheckServing("RegisterBlockSet"));
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   RETURN_IF_ERROR(CheckName(req.name()));
   const RegionLookup lookup = [&session](uint64_t id) { return session->FindRegion(id); };
@@ -563,7 +551,7 @@ absl::Status Daemon::ListBlockSets(const CallContext& call, const v1::ListBlockS
 }
 
 absl::Status Daemon::CreatePool(const CallContext& call, const v1::CreatePoolRequest& req, v1::CreatePoolResponse* resp) {
-  if (draining_) return absl::UnavailableError("CreatePool: the daemon is draining");
+  RETURN_IF_ERROR(CheckServing("CreatePool"));
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   PoolTable::PoolAccounts accounts;
   accounts.metadata = session->metadata_account();
@@ -600,45 +588,12 @@ absl::Status Daemon::FreeBlocks(const CallContext& call, const v1::FreeBlocksReq
   return pool->Free({req.block_ids().begin(), req.block_ids().end()});
 }
 
-absl::StatusOr<Daemon::Side> Daemon::ResolveEndpoint(Session& session,
-                                                     const v1::Endpoint& endpoint) const {
-  Side side;
-  switch (endpoint.target_case()) {
-    case v1::Endpoint::kBlockSetId: {
-      ASSIGN_OR_RETURN(std::shared_ptr<BlockSetRecord> bs,
-                       session.FindBlockSet(endpoint.block_set_id()));
-      side.layout = bs->layout;
-      side.addresses = &bs->addresses;
-      side.segments = &bs->segments;
-      if (!bs->strided_bases.empty()) {
-        side.strided =
-            StridedSide{bs->strided_bases, bs->block_stride, bs->num_blocks, bs->strided_segments};
-      }
-      side.placement = bs->placement;
-      side.hold = std::move(bs);
-      return side;
-    }
-    case v1::Endpoint::kPool: {
-      ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, pools_.Find(endpoint.pool()));
-      side.layout = pool->layout();
-      side.addresses = &pool->addresses();
-      side.segments = &pool->segments();
-      side.strided = pool->strided();
-      side.placement = pool->placement();
-      side.hold = std::move(pool);
-      return side;
-    }
-    default:
-      return absl::InvalidArgumentError("target: neither block_set_id nor pool is set");
-  }
-}
-
 absl::Status Daemon::SubmitBatch(const CallContext& call, const v1::SubmitBatchRequest& req, v1::SubmitBatchResponse* resp) {
   const absl::Time received = absl::Now();
   // The batch's validation and planning time, filled in once all of it is planned (before any
   // of its jobs can start) and reported in each JobResult.
   auto submit_cost = std::make_shared<std::atomic<int64_t>>(0);
-  if (draining_) return absl::UnavailableError("SubmitBatch: the daemon is draining");
+  RETURN_IF_ERROR(CheckServing("SubmitBatch"));
   ASSIGN_OR_RETURN(std::shared_ptr<Session> session, FindSession(req.session_id(), call));
   if (call.cancelled()) return absl::CancelledError("SubmitBatch: call cancelled; nothing queued");
   if (absl::Now() >= call.deadline) {
@@ -650,88 +605,35 @@ absl::Status Daemon::SubmitBatch(const CallContext& call, const v1::SubmitBatchR
                                                      " jobs; at most ", lim.max_jobs_per_batch,
                                                      " per batch"));
   }
+  const EndpointLookup lookup{
+      [&session](uint64_t id) { return session->FindBlockSet(id); },
+      [this](const std::string& name) { return pools_.Find(name); }};
+  const PlanCharger charge = [&](int64_t bytes, const std::string& what) {
+    return budgets_->metadata.Take(bytes, what, session->metadata_account());
+  };
   // Validate and plan every job first: a batch is queued whole or not at all.
   std::map<Executor*, std::vector<std::unique_ptr<JobTask>>> groups;
   std::vector<std::pair<uint64_t, std::shared_ptr<CancelToken>>> ids;
   std::weak_ptr<Session> weak_session = session;
   for (int i = 0; i < req.jobs_size(); ++i) {
-    const v1::Job& job = req.jobs(i);
     const std::string field = absl::StrCat("jobs[", i, "]");
-    if (job.pairs_size() > lim.max_pairs_per_job) {
-      return absl::ResourceExhaustedError(absl::StrCat(field, ".pairs: ", job.pairs_size(),
-                                                       " pairs; at most ", lim.max_pairs_per_job));
-    }
-    absl::StatusOr<Side> src = ResolveEndpoint(*session, job.src());
-    if (!src.ok()) return Prefixed(src.status(), field + ".src");
-    absl::StatusOr<Side> dst = ResolveEndpoint(*session, job.dst());
-    if (!dst.ok()) return Prefixed(dst.status(), field + ".dst");
-    ASSIGN_OR_RETURN(const Backend backend,
-                     BackendFromProto(job.backend(), field + ".backend"));
-    TransferSpec spec;
-    spec.src = src->layout;
-    spec.dst = dst->layout;
-    spec.heads = AxisRangeFromProto(job.heads());
-    spec.layers = AxisRangeFromProto(job.layers());
-    spec.token_count = job.token_count();
-    // The plan's memory is charged before it is built, and held until the job ends.
-    // Two strided sides plan in O(pairs); anything else takes the explicit tables.
-    const bool strided = src->strided.has_value() && dst->strided.has_value();
-    absl::StatusOr<Budget::Charge> plan_charge = budgets_->metadata.Take(
-        PlanMemoryBytes(spec, job.pairs_size(), strided), field, session->metadata_account());
-    if (!plan_charge.ok()) return plan_charge.status();
-    std::vector<BlockPair> pairs;
-    pairs.reserve(job.pairs_size());
-    for (const v1::BlockPair& p : job.pairs()) pairs.push_back(BlockPairFromProto(p));
-    absl::StatusOr<TransferPlan> plan =
-        strided ? TransferPlan::BuildStrided(spec, *src->strided, *dst->strided, pairs)
-                : TransferPlan::Build(spec, *src->addresses, *dst->addresses, pairs,
-                                      AddressSegments{*src->segments, *dst->segments},
-                                      TableCheck::kUsed);  // checked at registration
-    if (!plan.ok()) return Prefixed(plan.status(), field);
-
-    // Executor: the GPU that owns device memory on either side, else the CPU.
-    const int src_dev = src->placement.place == MemoryPlace::kDevice ? src->placement.device : -1;
-    const int dst_dev = dst->placement.place == MemoryPlace::kDevice ? dst->placement.device : -1;
+    ASSIGN_OR_RETURN(PlannedJob planned, PlanJob(req.jobs(i), field, lookup, lim, charge));
     Executor* executor = cpu_executor_.get();
-    if (src_dev >= 0 || dst_dev >= 0) {
-      if (src_dev >= 0 && dst_dev >= 0 && src_dev != dst_dev) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            field, ": source on GPU ", src_dev, " and destination on GPU ", dst_dev,
-            "; a job runs on one GPU"));
-      }
-      const int dev = std::max(src_dev, dst_dev);
-      const Placement& host = src_dev >= 0 ? dst->placement : src->placement;
-      if (host.place == MemoryPlace::kHost && !host.gpu_visible) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            field, ": host memory on one side is not registered with the GPU"));
-      }
-      if (dev >= static_cast<int>(gpu_workers_.size()) || !gpu_workers_[dev]) {
+    if (planned.device != kCpuJob) {
+      if (planned.device >= static_cast<int>(gpu_workers_.size()) ||
+          !gpu_workers_[planned.device]) {
         return absl::FailedPreconditionError(
-            absl::StrCat(field, ": GPU ", dev, " has no worker (GPUs disabled?)"));
+            absl::StrCat(field, ": GPU ", planned.device, " has no worker (GPUs disabled?)"));
       }
-      executor = gpu_workers_[dev].get();
+      executor = gpu_workers_[planned.device].get();
     }
-    if (job.has_completion_event()) {
-      const size_t size = job.completion_event().handle().size();
-      if (size != 64) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            field, ".completion_event.handle: ", size,
-            " bytes; a cudaIpcEventHandle_t is 64 bytes"));
-      }
-      if (executor == cpu_executor_.get()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            field, ".completion_event: this job runs on the CPU executor (no device memory on "
-                   "either side); a CUDA event needs a GPU job"));
-      }
-    }
-
-    auto task = std::make_unique<JobTask>(*std::move(plan));
+    auto task = std::make_unique<JobTask>(std::move(planned.plan));
     task->job_id = next_id_++;
-    task->backend = backend;
-    task->max_sms = static_cast<int>(job.max_sms());
+    task->backend = planned.backend;
+    task->max_sms = planned.max_sms;
     task->session = session->serial();
-    task->holds = {src->hold, dst->hold,
-                   std::make_shared<Budget::Charge>(*std::move(plan_charge))};
+    task->holds = {planned.src.hold, planned.dst.hold,
+                   std::make_shared<Budget::Charge>(std::move(planned.plan_charge))};
     task->cancelled = std::make_shared<CancelToken>();
     task->deadline = call.deadline;
     if (!options_.fault_fail_jobs_of_client.empty() &&
@@ -741,49 +643,23 @@ absl::Status Daemon::SubmitBatch(const CallContext& call, const v1::SubmitBatchR
                        ": launch failed (injected by --fault_fail_jobs_of_client; test only)"));
     }
     if (executor != cpu_executor_.get()) {
-      task->completion_event = job.completion_event().handle();
+      task->completion_event = std::move(planned.completion_event);
+      task->start_event = std::move(planned.start_event);
       task->launched = [weak_session, id = task->job_id] {
         if (auto s = weak_session.lock()) s->MarkLaunched(id);
       };
     }
-    const uint64_t bytes = static_cast<uint64_t>(task->plan.bytes());
-    const std::string executor_name = executor->name();
-    ExecutorMetrics* job_metrics = &metrics_->Executor(ExecutorLabel(std::max(src_dev, dst_dev)));
-    task->done = [this, weak_session, id = task->job_id, bytes, executor_name, job_metrics,
-                  submit_cost, log_session = LogSessionId(session->id())](const JobOutcome& outcome) {
-      v1::JobResult r;
-      r.set_job_id(id);
-      r.set_submit_seconds(static_cast<double>(submit_cost->load()) * 1e-9);
-      r.set_code(static_cast<int>(outcome.status.code()));
-      r.set_message(std::string(outcome.status.message()));
-      r.set_backend(BackendToProto(outcome.backend));
-      r.set_executor(executor_name);
-      r.set_queue_seconds(absl::ToDoubleSeconds(outcome.queued));
-      r.set_run_seconds(absl::ToDoubleSeconds(outcome.run));
-      if (outcome.status.ok()) {
-        r.set_state(v1::JOB_DONE);
-        r.set_bytes(bytes);
-        ++jobs_done_;
-        bytes_moved_ += bytes;
-      } else if (outcome.status.code() == absl::StatusCode::kCancelled ||
-                 outcome.status.code() == absl::StatusCode::kDeadlineExceeded) {
-        r.set_state(v1::JOB_CANCELLED);
-        ++jobs_cancelled_;
-      } else {
-        r.set_state(v1::JOB_FAILED);
-        ++jobs_failed_;
-        uint64_t suppressed = 0;
-        if (JobFailureLogLimit().Allow(absl::Now(), &suppressed)) {
-          LogWarning("job failed", {{"session", log_session},
-                                    {"job", id},
-                                    {"executor", executor_name},
-                                    {"code", absl::StatusCodeToString(outcome.status.code())},
-                                    {"error", outcome.status.message()},
-                                    {"suppressed", suppressed}});
-        }
-      }
-      job_metrics->ObserveJob(r.state(), outcome, bytes);
-      if (auto s = weak_session.lock()) s->CompleteJob(r);
+    JobCompletion completion;
+    completion.job_id = task->job_id;
+    completion.bytes = static_cast<uint64_t>(task->plan.bytes());
+    completion.executor = executor->name();
+    completion.metrics = &metrics_->Executor(ExecutorLabel(planned.device));
+    completion.submit_cost = submit_cost;
+    completion.log_session = LogSessionId(session->id());
+    task->done = [this, weak_session, completion = std::move(completion)](
+                     const JobOutcome& outcome) {
+      const v1::JobResult result = CompleteJob(completion, outcome);
+      if (auto s = weak_session.lock()) s->CompleteJob(result);
     };
     ids.emplace_back(task->job_id, task->cancelled);
     resp->add_job_ids(task->job_id);
@@ -806,6 +682,42 @@ absl::Status Daemon::SubmitBatch(const CallContext& call, const v1::SubmitBatchR
     return queued;
   }
   return absl::OkStatus();
+}
+
+v1::JobResult Daemon::CompleteJob(const JobCompletion& job, const JobOutcome& outcome) {
+  v1::JobResult r;
+  r.set_job_id(job.job_id);
+  r.set_submit_seconds(static_cast<double>(job.submit_cost->load()) * 1e-9);
+  r.set_code(static_cast<int>(outcome.status.code()));
+  r.set_message(std::string(outcome.status.message()));
+  r.set_backend(BackendToProto(outcome.backend));
+  r.set_executor(job.executor);
+  r.set_queue_seconds(absl::ToDoubleSeconds(outcome.queued));
+  r.set_run_seconds(absl::ToDoubleSeconds(outcome.run));
+  if (outcome.status.ok()) {
+    r.set_state(v1::JOB_DONE);
+    r.set_bytes(job.bytes);
+    ++jobs_done_;
+    bytes_moved_ += job.bytes;
+  } else if (outcome.status.code() == absl::StatusCode::kCancelled ||
+             outcome.status.code() == absl::StatusCode::kDeadlineExceeded) {
+    r.set_state(v1::JOB_CANCELLED);
+    ++jobs_cancelled_;
+  } else {
+    r.set_state(v1::JOB_FAILED);
+    ++jobs_failed_;
+    uint64_t suppressed = 0;
+    if (JobFailureLogLimit().Allow(absl::Now(), &suppressed)) {
+      LogWarning("job failed", {{"session", job.log_session},
+                                {"job", job.job_id},
+                                {"executor", job.executor},
+                                {"code", absl::StatusCodeToString(outcome.status.code())},
+                                {"error", outcome.status.message()},
+                                {"suppressed", suppressed}});
+    }
+  }
+  job.metrics->ObserveJob(r.state(), outcome, job.bytes);
+  return r;
 }
 
 absl::Status Daemon::Wait(const CallContext& call, const v1::WaitRequest& req,
@@ -880,6 +792,11 @@ absl::Status Daemon::GetStats(const CallContext&, const v1::GetStatsRequest&,
   }
   add(*cpu_executor_);
   return absl::OkStatus();
+}
+
+absl::Status Daemon::CheckServing(absl::string_view rpc) const {
+  if (!draining_) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat(rpc, ": the daemon is draining"));
 }
 
 void Daemon::BeginDrain() { draining_ = true; }

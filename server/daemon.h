@@ -98,14 +98,26 @@ class Daemon {
   DaemonSnapshot Snapshot() const;
 
  private:
-  struct Side;  // a resolved job endpoint (daemon.cc)
+  // What the completion step of one job needs (CompleteJob).
+  struct JobCompletion {
+    uint64_t job_id = 0;
+    uint64_t bytes = 0;
+    std::string executor;
+    ExecutorMetrics* metrics = nullptr;
+    std::shared_ptr<std::atomic<int64_t>> submit_cost;  // ns, set once its batch is planned
+    std::string log_session;
+  };
 
   Daemon(const DaemonOptions& options, std::unique_ptr<GpuRuntime> gpu);
   // The session `id` if `call`'s caller may use it (Session::UsableBy); NOT_FOUND otherwise,
   // exactly as for ids that never existed.
   absl::StatusOr<std::shared_ptr<Session>> FindSession(const std::string& id,
                                                        const CallContext& call) const;
-  absl::StatusOr<Side> ResolveEndpoint(Session& session, const v1::Endpoint& endpoint) const;
+  // UNAVAILABLE naming `rpc` once draining: calls that would make something new are refused.
+  absl::Status CheckServing(absl::string_view rpc) const;
+  // The completion step of a job: its JobResult from the executor's outcome, with the daemon's
+  // counters, metrics and failure log updated (the caller hands the result to the session).
+  v1::JobResult CompleteJob(const JobCompletion& job, const JobOutcome& outcome);
   void ReaperLoop();
   void CloseAndForget(const std::shared_ptr<Session>& session);
   void InitMetrics();  // daemon_state.cc; called by Create once the executors exist

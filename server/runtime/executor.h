@@ -90,6 +90,10 @@ struct JobTask {
   // GPU tasks: a client's CUDA IPC event handle (64 bytes, checked at submit) that the worker
   // records on its stream right after the copy; empty for none.
   std::string completion_event;
+  // GPU tasks: a client's CUDA IPC event handle (64 bytes, checked at submit) the job starts
+  // after; empty for none. Not yet complete when the job's turn comes: the worker sets the job
+  // aside (off its stream) until it is, or until `deadline` (then DEADLINE_EXCEEDED).
+  std::string start_event;
   // Called at most once from a GPU worker's thread once the copy (and the completion event's
   // record) is on the stream, before `done`.
   std::function<void()> launched;

@@ -4,11 +4,25 @@
 // never waits for the GPU (only for a free slot of kMaxInFlight), so the next job is on the
 // stream while the previous one runs. Once the device is in a sticky error state every later
 // task fails fast with INTERNAL.
+//
+// Start events (JobTask::start_event): a job whose client event is not complete when its turn
+// comes is set aside ("parked") instead of being put on the stream behind a
+// cudaStreamWaitEvent. Work queued on a stream cannot be withdrawn, so a GPU-side wait on an
+// event that never completes would either stall every later job on the stream or, on a
+// stream of its own, leave a copy that could still run after the job was reported
+// DEADLINE_EXCEEDED and its memory released. The launch thread instead looks at parked
+// events between batches (cudaEventQuery: every kStartPollFast while a job was parked within
+// kStartFastFor, every kStartPollSlow after) and launches a job on the stream as soon as its
+// event is complete; at its deadline, on cancel or at a drain past its deadline it ends
+// having touched nothing.
+#include <sys/prctl.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -20,6 +34,7 @@
 #include <cuda_runtime_api.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/status_macros.h"
 #include "kernels/converter.h"
 #include "kernels/cuda_check.h"
@@ -34,27 +49,38 @@ namespace {
 constexpr int kMaxBatch = 64;
 constexpr size_t kMaxInFlight = 64;
 
+// Parked jobs (start events): how often the launch thread looks at them, how many one look
+// queries, and how many may wait per worker and per session.
+constexpr absl::Duration kStartPollFast = absl::Microseconds(10);
+constexpr absl::Duration kStartFastFor = absl::Milliseconds(20);
+constexpr absl::Duration kStartPollSlow = absl::Microseconds(500);
+constexpr size_t kStartQueriesPerRound = 64;
+constexpr size_t kMaxParked = 1024;
+constexpr size_t kMaxParkedPerSession = 256;
+
 // A client's CUDA IPC event (JobTask::completion_event), opened for one record. Opening per
 // job keeps nothing of a client alive past its job; the driver keeps a destroyed event valid
 // until its pending record completes.
 class ClientEvent {
  public:
-  // An empty handle is "no event". FAILED_PRECONDITION when the driver refuses the handle.
-  static absl::StatusOr<ClientEvent> Open(const std::string& handle_bytes) {
+  // An empty handle is "no event". FAILED_PRECONDITION when the driver refuses the handle;
+  // `what` names the field in errors.
+  static absl::StatusOr<ClientEvent> Open(const std::string& handle_bytes,
+                                          absl::string_view what) {
     ClientEvent out;
     if (handle_bytes.empty()) return out;
     cudaIpcEventHandle_t handle;
     static_assert(sizeof(handle) == 64);
     if (handle_bytes.size() != sizeof(handle)) {  // checked at submit; defence in depth
-      return absl::InvalidArgumentError(absl::StrCat(
-          "completion_event.handle: ", handle_bytes.size(), " bytes; expected 64"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ".handle: ", handle_bytes.size(), " bytes; expected 64"));
     }
     std::memcpy(&handle, handle_bytes.data(), sizeof(handle));
     const cudaError_t error = cudaIpcOpenEventHandle(&out.event_, handle);
     if (error != cudaSuccess) {
       cudaGetLastError();  // not sticky: clear it so the next launch does not see it
       return absl::FailedPreconditionError(absl::StrCat(
-          "completion_event: cudaIpcOpenEventHandle failed: ", cudaGetErrorName(error), " (",
+          what, ": cudaIpcOpenEventHandle failed: ", cudaGetErrorName(error), " (",
           cudaGetErrorString(error), "); the event must be created by a live process with "
           "cudaEventInterprocess | cudaEventDisableTiming"));
     }
@@ -66,6 +92,10 @@ class ClientEvent {
   ~ClientEvent() {
     if (event_ != nullptr) cudaEventDestroy(event_);
   }
+
+  // The event's state: cudaSuccess once complete (or never recorded), cudaErrorNotReady while
+  // work before its record is pending, else an error.
+  cudaError_t Query() const { return event_ == nullptr ? cudaSuccess : cudaEventQuery(event_); }
 
   // Records the event on `stream` (no-op without an event).
   absl::Status Record(cudaStream_t stream, const std::string& worker) const {
@@ -137,24 +167,43 @@ class GpuWorker : public QueuedExecutor {
     std::optional<JobOutcome> outcome;  // set: the job ends with this once the event is done
   };
 
+  // A task waiting for its start event (launch thread only).
+  struct Parked {
+    std::unique_ptr<JobTask> task;
+    ClientEvent event;
+  };
+
   void Loop() {
     const cudaError_t set = cudaSetDevice(ordinal_);
     if (set != cudaSuccess) MarkSticky(set, "cudaSetDevice in the worker thread");
+    // Short waits (parked jobs' polls) end close to their time, not 50 µs late.
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     std::thread completer([this] { CompleteLoop(); });
     // Long jobs partly launched (this thread only, never back in the shared queue: their
     // memory must stay held until their last slice is on the stream). One slice of each, then
     // whatever others queued meanwhile, in turn.
     std::deque<std::unique_ptr<JobTask>> resume;
     while (true) {
-      std::vector<std::unique_ptr<JobTask>> batch =
-          resume.empty() ? queue_.PopBatch(kMaxBatch) : queue_.TryPopBatch(kMaxBatch);
-      if (batch.empty() && resume.empty()) break;  // closed and drained
+      std::vector<std::unique_ptr<JobTask>> batch;
+      if (!resume.empty()) {
+        batch = queue_.TryPopBatch(kMaxBatch);
+      } else if (!parked_.empty()) {
+        const absl::Duration poll = absl::Now() - last_parked_ < kStartFastFor
+                                        ? kStartPollFast
+                                        : kStartPollSlow;
+        batch = queue_.PopBatchFor(kMaxBatch, poll);
+        if (batch.empty() && queue_.closed()) absl::SleepFor(poll);  // draining: only parked
+      } else {
+        batch = queue_.PopBatch(kMaxBatch);
+      }
+      if (batch.empty() && resume.empty() && parked_.empty()) break;  // closed and drained
       for (std::unique_ptr<JobTask>& task : batch) Step(std::move(task), resume);
       for (size_t n = resume.size(); n > 0; --n) {
         std::unique_ptr<JobTask> task = std::move(resume.front());
         resume.pop_front();
         Step(std::move(task), resume);
       }
+      if (!parked_.empty()) PollParked(resume);
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -207,6 +256,10 @@ class GpuWorker : public QueuedExecutor {
                                  std::deque<std::unique_ptr<JobTask>>* resume) {
     const absl::Time now = absl::Now();
     if (!task->running) {
+      if (!task->start_event.empty() &&
+          (task->cancelled == nullptr || !task->cancelled->cancelled()) && SetAside(task, now)) {
+        return std::nullopt;
+      }
       if (std::optional<JobOutcome> dropped = DropOutcome(*task, now)) {
         Finish(std::move(task), *dropped);
         return std::nullopt;
@@ -242,7 +295,7 @@ class GpuWorker : public QueuedExecutor {
     // The client's event is opened before the job's last part goes on the stream: a bad handle
     // fails the job (an unsliced one without running it).
     absl::StatusOr<ClientEvent> client_event =
-        last ? ClientEvent::Open(task->completion_event) : ClientEvent();
+        last ? ClientEvent::Open(task->completion_event, "completion_event") : ClientEvent();
     if (!client_event.ok()) {
       failed.status = absl::Status(client_event.status().code(),
                                    absl::StrCat("job ", task->job_id, ": ",
@@ -285,6 +338,91 @@ class GpuWorker : public QueuedExecutor {
     }
     if (task->launched) task->launched();
     return Launched{std::move(task), event, *backend, launch, std::nullopt};
+  }
+
+  // A task with a start event, before its launch: false when the event is complete (the task
+  // launches now); true when the task was taken — parked until its event completes, or
+  // completed with an error (a handle the driver refuses, a failed query, too many parked).
+  bool SetAside(std::unique_ptr<JobTask>& task, absl::Time now) {
+    absl::StatusOr<ClientEvent> event = ClientEvent::Open(task->start_event, "start_event");
+    cudaError_t state = cudaSuccess;
+    if (event.ok()) state = event->Query();
+    if (event.ok() && state == cudaSuccess) {
+      task->start_event.clear();
+      return false;
+    }
+    JobOutcome failed;
+    failed.queued = now - task->submitted;
+    const std::string job = absl::StrCat("job ", task->job_id, ": ");
+    size_t& of_session = parked_per_session_[task->session];
+    if (!event.ok()) {
+      failed.status =
+          absl::Status(event.status().code(), absl::StrCat(job, event.status().message()));
+    } else if (state != cudaErrorNotReady) {
+      failed.status = StartQueryError(*task, state);
+    } else if (parked_.size() >= kMaxParked || of_session >= kMaxParkedPerSession) {
+      failed.status = absl::ResourceExhaustedError(absl::StrCat(
+          job, "its start event is not complete and ", of_session, " jobs of this session (",
+          parked_.size(), " in all) already wait for theirs on ", name_, "; at most ",
+          kMaxParkedPerSession, " per session, ", kMaxParked, " in all"));
+    } else {
+      ++of_session;
+      last_parked_ = now;
+      parked_.push_back(Parked{std::move(task), *std::move(event)});
+      return true;
+    }
+    if (of_session == 0) parked_per_session_.erase(task->session);
+    Finish(std::move(task), failed);
+    return true;
+  }
+
+  absl::Status StartQueryError(const JobTask& task, cudaError_t error) {
+    cudaGetLastError();  // not sticky for an event of another process: clear it
+    ProbeSticky();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", task.job_id, ": start_event: cudaEventQuery failed: ", cudaGetErrorName(error),
+        " (", cudaGetErrorString(error), ")"));
+  }
+
+  // One look at up to kStartQueriesPerRound parked tasks, oldest first: those whose event
+  // completed launch; those cancelled, past their deadline, of a drain past its deadline or
+  // whose event fails complete having run nothing; the rest wait on (at the back).
+  void PollParked(std::deque<std::unique_ptr<JobTask>>& resume) {
+    const absl::Time now = absl::Now();
+    for (size_t n = std::min(parked_.size(), kStartQueriesPerRound); n > 0; --n) {
+      Parked p = std::move(parked_.front());
+      parked_.pop_front();
+      JobTask& task = *p.task;
+      const cudaError_t state = p.event.Query();
+      JobOutcome ended;
+      ended.queued = now - task.submitted;
+      if (state == cudaSuccess && !aborting()) {
+        ended.status = absl::OkStatus();
+      } else if (state != cudaSuccess && state != cudaErrorNotReady) {
+        ended.status = StartQueryError(task, state);
+      } else if (aborting()) {
+        ended.status = absl::CancelledError(absl::StrCat(
+            "job ", task.job_id, ": cancelled while waiting for its start event, the daemon "
+            "is shutting down (drain timeout)"));
+      } else if (task.cancelled != nullptr && task.cancelled->cancelled()) {
+        ended.status = absl::CancelledError(
+            absl::StrCat("job ", task.job_id, ": cancelled while waiting for its start event"));
+      } else if (now > task.deadline) {
+        ended.status = absl::DeadlineExceededError(absl::StrCat(
+            "job ", task.job_id, ": its start event was not complete by the job's deadline (",
+            absl::FormatDuration(now - task.submitted), " after submit); nothing was copied"));
+      } else {
+        parked_.push_back(std::move(p));
+        continue;
+      }
+      if (--parked_per_session_[task.session] == 0) parked_per_session_.erase(task.session);
+      if (ended.status.ok()) {
+        p.task->start_event.clear();
+        Step(std::move(p.task), resume);
+      } else {
+        Finish(std::move(p.task), ended);
+      }
+    }
   }
 
   // A task with parts on the stream that ends early (stopped, or its client event refused):
@@ -382,6 +520,10 @@ class GpuWorker : public QueuedExecutor {
   bool launcher_done_ = false;
   std::vector<cudaEvent_t> free_events_;
   absl::Status sticky_;
+  // Launch thread only: jobs waiting for their start events, oldest look first.
+  std::deque<Parked> parked_;
+  std::map<uint64_t, size_t> parked_per_session_;  // session serial → parked jobs
+  absl::Time last_parked_ = absl::InfinitePast();
 };
 
 }  // namespace

@@ -1,9 +1,10 @@
-// Fuzz target: SubmitBatch → TransferPlan::Build. The input is a binary fuzz.PlanInput: block
-// sets (RegisterBlockSetRequest, built over the fake regions) and pools (CreatePoolRequest, with
-// the fake GPU runtime) to convert between, then a SubmitBatchRequest. Each job goes through the
-// same proto conversions as Daemon::SubmitBatch (endpoint, backend, axis ranges, pairs) into
-// TransferPlan::Build on the endpoints' address tables. Plans are pure address arithmetic:
-// nothing is ever read or written.
+// Fuzz target: SubmitBatch → the job planner. The input is a binary fuzz.PlanInput: block sets
+// (RegisterBlockSetRequest, built over the fake regions) and pools (CreatePoolRequest, with the
+// fake GPU runtime) to convert between, then a SubmitBatchRequest. Each job goes through
+// PlanJob (server/job_planner.h), the daemon's own validation and planning, and beside it
+// through TransferPlan::Build on the endpoints' address tables (and BuildStrided between
+// strided sides), which must agree with it. Plans are pure address arithmetic: nothing is ever
+// read or written.
 //
 // Checked for every plan built: every row of every chunk copy lies inside the table piece
 // [entry, entry + extent) it belongs to on both sides; payload bytes and geometry agree with the
@@ -27,6 +28,7 @@
 #include "fuzz_input.pb.h"
 #include "proto/proto_convert.h"
 #include "server/block_set.h"
+#include "server/job_planner.h"
 #include "server/pool.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -48,12 +50,8 @@ struct Allocation {
   uint64_t size = 0;
 };
 
-// A resolved job endpoint, as Daemon::ResolveEndpoint builds it.
-struct Side {
-  LayoutDesc layout;
-  const std::vector<uint64_t>* addresses = nullptr;
-  const std::vector<uint32_t>* segments = nullptr;
-  std::optional<StridedSide> strided;  // strided block sets and pools, as the daemon sees them
+// A resolved job endpoint (the planner's) and the allocations behind its table.
+struct Side : JobSide {
   std::vector<Allocation> allocations;
 };
 
@@ -62,40 +60,31 @@ struct Fixture {
   FakeGpuRuntime gpu;
   std::unique_ptr<BudgetSet> budgets = MakeBudgetSet(Budgets{}, gpu);
   PoolTable pools{gpu, kMaxPools, *budgets};
+  // What the daemon looks endpoints up in: this session's block sets and the pools.
+  EndpointLookup lookup{
+      [this](uint64_t id) -> absl::StatusOr<std::shared_ptr<BlockSetRecord>> {
+        if (id == 0 || id > block_sets.size()) {
+          return absl::NotFoundError(
+              absl::StrCat("block_set_id: ", id, " is not a block set of this session"));
+        }
+        return block_sets[id - 1];
+      },
+      [this](const std::string& name) { return pools.Find(name); }};
 };
 
 absl::StatusOr<Side> ResolveEndpoint(const Fixture& fx, const v1::Endpoint& endpoint) {
+  ASSIGN_OR_RETURN(JobSide resolved, kvshuttle::ResolveEndpoint(fx.lookup, endpoint));
   Side side;
-  switch (endpoint.target_case()) {
-    case v1::Endpoint::kBlockSetId: {
-      const uint64_t id = endpoint.block_set_id();
-      if (id == 0 || id > fx.block_sets.size()) {
-        return absl::NotFoundError(
-            absl::StrCat("block_set_id: ", id, " is not a block set of this session"));
-      }
-      const BlockSetRecord& bs = *fx.block_sets[id - 1];
-      side.layout = bs.layout;
-      side.addresses = &bs.addresses;
-      side.segments = &bs.segments;
-      if (!bs.strided_bases.empty()) {
-        side.strided =
-            StridedSide{bs.strided_bases, bs.block_stride, bs.num_blocks, bs.strided_segments};
-      }
-      for (const auto& m : bs.memories) side.allocations.push_back({m->base(), m->size()});
-      return side;
+  static_cast<JobSide&>(side) = std::move(resolved);
+  if (endpoint.target_case() == v1::Endpoint::kBlockSetId) {
+    for (const auto& m : fx.block_sets[endpoint.block_set_id() - 1]->memories) {
+      side.allocations.push_back({m->base(), m->size()});
     }
-    case v1::Endpoint::kPool: {
-      ASSIGN_OR_RETURN(std::shared_ptr<Pool> pool, fx.pools.Find(endpoint.pool()));
-      side.layout = pool->layout();
-      side.addresses = &pool->addresses();
-      side.segments = &pool->segments();
-      side.strided = pool->strided();
-      side.allocations.push_back({pool->memory()->base(), pool->memory()->size()});
-      return side;
-    }
-    default:
-      return absl::InvalidArgumentError("target: neither block_set_id nor pool is set");
+  } else {
+    const Memory& m = *fx.pools.Find(endpoint.pool()).value()->memory();
+    side.allocations.push_back({m.base(), m.size()});
   }
+  return side;
 }
 
 // Table entry and element offset of row (layer, outer, token, head) of `block`: the logical
@@ -284,8 +273,25 @@ void CheckPlan(const TransferPlan& plan, const TransferSpec& r, const Side& src,
   KVS_FUZZ_CHECK(from_runs == expected, "Runs() differ from the rows the layouts define");
 }
 
-// One job, converted exactly as Daemon::SubmitBatch does.
-void RunJob(const Fixture& fx, const v1::Job& job) {
+// Whether two plans move the same chunks and runs.
+void CheckSamePlan(const TransferPlan& a, const TransferPlan& b, absl::string_view what) {
+  const std::vector<ChunkAddress> ca = a.Chunks(), cb = b.Chunks();
+  KVS_FUZZ_CHECK(ca.size() == cb.size(), what, ": chunk counts differ");
+  for (size_t k = 0; k < ca.size(); ++k) {
+    KVS_FUZZ_CHECK(ca[k].src == cb[k].src && ca[k].dst == cb[k].dst, what, ": chunk ", k,
+                   " differs");
+  }
+  const std::vector<CopyRun> ra = a.Runs(), rb = b.Runs();
+  KVS_FUZZ_CHECK(ra.size() == rb.size(), what, ": run counts differ: ", ra.size(), " vs ",
+                 rb.size());
+  for (size_t k = 0; k < ra.size(); ++k) {
+    KVS_FUZZ_CHECK(ra[k].src == rb[k].src && ra[k].dst == rb[k].dst && ra[k].bytes == rb[k].bytes,
+                   what, ": run ", k, " differs");
+  }
+}
+
+// One job through the daemon's planner, and beside it through the plan builders directly.
+void RunJob(Fixture& fx, const v1::Job& job) {
   absl::StatusOr<Side> src = ResolveEndpoint(fx, job.src());
   if (!src.ok()) return CheckRequestError(src.status(), "src endpoint");
   absl::StatusOr<Side> dst = ResolveEndpoint(fx, job.dst());
@@ -326,20 +332,26 @@ void RunJob(const Fixture& fx, const v1::Job& job) {
                      strided->outer().size(), " outer entries for ", pairs.size(), " pairs");
       KVS_FUZZ_CHECK(strided->alignment() <= plan->alignment(), "strided alignment ",
                      strided->alignment(), " above the explicit plan's ", plan->alignment());
-      const std::vector<ChunkAddress> a = strided->Chunks(), b = plan->Chunks();
-      KVS_FUZZ_CHECK(a.size() == b.size(), "chunk counts differ");
-      for (size_t k = 0; k < a.size(); ++k) {
-        KVS_FUZZ_CHECK(a[k].src == b[k].src && a[k].dst == b[k].dst, "chunk ", k, " differs");
-      }
-      const std::vector<CopyRun> ra = strided->Runs(), rb = plan->Runs();
-      KVS_FUZZ_CHECK(ra.size() == rb.size(), "run counts differ: ", ra.size(), " vs ", rb.size());
-      for (size_t k = 0; k < ra.size(); ++k) {
-        KVS_FUZZ_CHECK(ra[k].src == rb[k].src && ra[k].dst == rb[k].dst &&
-                           ra[k].bytes == rb[k].bytes,
-                       "run ", k, " differs");
-      }
+      CheckSamePlan(*strided, *plan, "BuildStrided against Build");
       CheckPlan(*strided, *ResolveSpec(spec), *src, *dst, pairs);
     }
+  }
+  // The daemon's planner: refuses what Build refuses (or the job for another reason, e.g.
+  // host memory no GPU can reach), else plans exactly Build's chunks and runs.
+  absl::StatusOr<PlannedJob> planned =
+      PlanJob(job, "jobs[0]", fx.lookup, Limits{},
+              [&fx](int64_t bytes, const std::string& what) {
+                return fx.budgets->metadata.Take(bytes, what);
+              });
+  if (!planned.ok()) {
+    CheckRequestError(planned.status(), "PlanJob");
+  } else {
+    KVS_FUZZ_CHECK(plan.ok(), "PlanJob accepted a job Build refuses: ", plan.status());
+    CheckSamePlan(planned->plan, *plan, "PlanJob against Build");
+    KVS_FUZZ_CHECK(planned->plan_charge.amount() ==
+                       PlanMemoryBytes(spec, job.pairs_size(),
+                                       src->strided.has_value() && dst->strided.has_value()),
+                   "PlanJob charged ", planned->plan_charge.amount(), " bytes");
   }
   if (!plan.ok()) {
     CheckRequestError(plan.status(), "TransferPlan::Build");

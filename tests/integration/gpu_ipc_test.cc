@@ -11,6 +11,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <memory>
+#include <mutex>
 #include <cstdio>
 #include <numeric>
 #include <random>
@@ -18,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cuda_memory.h"
+#include "core/status_macros.h"
 #include "core/reference.h"
 #include "proto/proto_convert.h"
 #include "tests/integration/daemon_process.h"
@@ -466,6 +471,244 @@ TEST_F(GpuIpcTest, CompletionEventOrdersAClientStreamAfterTheCopy) {
   EXPECT_TRUE(after.results(0).launched());
   cudaStreamDestroy(stream);
   cudaEventDestroy(event);
+}
+
+// A client stream held by a host function until Release(): work queued behind the gate (and
+// an event recorded after it) does not complete before then. The state outlives the gate
+// object (the host function holds it), so an early test failure cannot free it under the
+// function.
+class StreamGate {
+ public:
+  explicit StreamGate(cudaStream_t stream) : state_(std::make_shared<State>()) {
+    auto* held = new std::shared_ptr<State>(state_);
+    if (cudaLaunchHostFunc(stream, &Hold, held) != cudaSuccess) {
+      delete held;
+      ADD_FAILURE() << "cudaLaunchHostFunc failed";
+    }
+  }
+  ~StreamGate() { Release(); }
+  StreamGate(const StreamGate&) = delete;
+  StreamGate& operator=(const StreamGate&) = delete;
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->open = true;
+    }
+    state_->cv.notify_all();
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool open = false;
+  };
+  static void CUDART_CB Hold(void* arg) {
+    std::unique_ptr<std::shared_ptr<State>> held(static_cast<std::shared_ptr<State>*>(arg));
+    State& state = **held;
+    std::unique_lock<std::mutex> lock(state.mu);
+    state.cv.wait(lock, [&state] { return state.open; });
+  }
+  std::shared_ptr<State> state_;
+};
+
+// An interprocess event of this process and its 64-byte handle.
+struct IpcEvent {
+  IpcEvent() {
+    EXPECT_EQ(cudaEventCreateWithFlags(&event, cudaEventInterprocess | cudaEventDisableTiming),
+              cudaSuccess);
+    cudaIpcEventHandle_t raw;
+    EXPECT_EQ(cudaIpcGetEventHandle(&raw, event), cudaSuccess);
+    handle.assign(reinterpret_cast<const char*>(&raw), sizeof(raw));
+  }
+  ~IpcEvent() { cudaEventDestroy(event); }
+  IpcEvent(const IpcEvent&) = delete;
+  IpcEvent& operator=(const IpcEvent&) = delete;
+  cudaEvent_t event = nullptr;
+  std::string handle;
+};
+
+// GPU-side start dependency (Job.start_event). This process writes a job's source on its own
+// stream behind a gate and records an event after the write; the job, submitted right away
+// without any synchronization, must convert the new bytes (it would read the old ones if it
+// started early). While it waits: another session's job and this session's next job run; a
+// job of a session with a short deadline ends DEADLINE_EXCEEDED; a cancelled one ends
+// CANCELLED; neither touches its destination, even once their events complete later. A
+// handle the driver refuses fails only its job; an event never recorded is complete.
+TEST_F(GpuIpcTest, StartEventHoldsAJobUntilTheClientStreamReachesIt) {
+  const BlockShape shape{4, 2, 16, 8, 128};  // bf16: 256 KiB per block
+  constexpr int64_t kStartBlocks = 16;       // 4 MiB per side
+  const LayoutDesc op = MakeLayout(LayoutKind::kOperationalNHD, shape, DType::kBF16);
+  const LayoutDesc uni = MakeLayout(LayoutKind::kUniversal, shape, DType::kBF16);
+  const uint64_t block = BytesPerAddress(op.kind, op.shape, 2);
+  const uint64_t side = block * kStartBlocks;
+  // Sides: 0 the gated source, 1 its destination, 2 / 3 another session's source and
+  // destination, 4 the destination of the jobs that must never run.
+  constexpr int kSides = 5;
+  KVS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<CudaMemory> memory,
+                           CudaMemory::Allocate(0, kSides * side));
+  std::vector<uint8_t> before(kSides * side);
+  FillRandom(before.data(), before.size(), 91);
+  KVS_ASSERT_OK(memory->CopyFromHost(0, before.data(), before.size()));
+  std::vector<uint8_t> fresh(side);  // what the gated stream writes into side 0
+  FillRandom(fresh.data(), fresh.size(), 92);
+  KVS_ASSERT_OK_AND_ASSIGN(PinnedBuffer fresh_pinned, PinnedBuffer::Create(side));
+  std::memcpy(fresh_pinned.data(), fresh.data(), side);
+
+  // Region and the block sets of `at` (op) → `to` (universal) of one session.
+  struct Sets {
+    uint64_t src = 0, dst = 0;
+  };
+  auto register_sets = [&](Session& session, int at, int to) -> absl::StatusOr<Sets> {
+    ASSIGN_OR_RETURN(v1::RegisterRegionResponse region,
+                     session.RegisterCudaIpcRegion(memory->ipc_handle(), *uuid_, 0,
+                                                   kSides * side, "start-region"));
+    auto strided = [&](int n) {
+      v1::StridedPlacement placement;
+      v1::SlotBase* slot = placement.add_slots();
+      slot->set_region_id(region.region().region_id());
+      slot->set_offset(n * side);
+      placement.set_block_stride(block);
+      return placement;
+    };
+    Sets sets;
+    ASSIGN_OR_RETURN(v1::RegisterBlockSetResponse src,
+                     session.RegisterBlockSet(LayoutToProto(op), kStartBlocks, strided(at)));
+    ASSIGN_OR_RETURN(v1::RegisterBlockSetResponse dst,
+                     session.RegisterBlockSet(LayoutToProto(uni), kStartBlocks, strided(to)));
+    sets.src = src.block_set().block_set_id();
+    sets.dst = dst.block_set().block_set_id();
+    return sets;
+  };
+  auto job_of = [&](const Sets& sets, const std::string& start_handle) {
+    v1::Job job = MakeJob(BlockSet(sets.src), BlockSet(sets.dst), WholeBlocks(op, uni),
+                          IdentityPairs(kStartBlocks));
+    if (!start_handle.empty()) job.mutable_start_event()->set_handle(start_handle);
+    return job;
+  };
+  auto submit = [](Session& session, const v1::Job& job) -> absl::StatusOr<uint64_t> {
+    v1::SubmitBatchRequest request;
+    *request.add_jobs() = job;
+    ASSIGN_OR_RETURN(v1::SubmitBatchResponse submitted, session.SubmitBatch(request));
+    return submitted.job_ids(0);
+  };
+  // The universal form of `source` bytes (one side).
+  auto converted = [&](const uint8_t* source) {
+    std::vector<uint8_t> out(side);
+    std::vector<uint64_t> src_table, dst_table;
+    for (int64_t b = 0; b < kStartBlocks; ++b) {
+      src_table.push_back(reinterpret_cast<uint64_t>(source) + b * block);
+      dst_table.push_back(reinterpret_cast<uint64_t>(out.data()) + b * block);
+    }
+    EXPECT_TRUE(ReferenceConvert(WholeBlocks(op, uni), src_table, dst_table,
+                                 IdentityPairs(kStartBlocks), 4)
+                    .ok());
+    return out;
+  };
+  auto device_side = [&](int n) {
+    std::vector<uint8_t> out(side);
+    EXPECT_TRUE(memory->CopyToHost(n * side, out.data(), side).ok());
+    return out;
+  };
+
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  KVS_ASSERT_OK_AND_ASSIGN(Sets mine, register_sets(*session_, 0, 1));
+  KVS_ASSERT_OK_AND_ASSIGN(Sets never, register_sets(*session_, 2, 4));
+
+  // The gated write and its event, then the job: submitted with no synchronization at all.
+  IpcEvent written;
+  auto gate = std::make_unique<StreamGate>(stream);
+  ASSERT_EQ(cudaMemcpyAsync(static_cast<uint8_t*>(memory->data()), fresh_pinned.data(), side,
+                            cudaMemcpyHostToDevice, stream),
+            cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(written.event, stream), cudaSuccess);
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t held, submit(*session_, job_of(mine, written.handle)));
+
+  // Meanwhile another session's job and this session's own next job run.
+  KVS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> other,
+                           Session::Open(daemon_->client(), "it-gpu-other", true));
+  KVS_ASSERT_OK_AND_ASSIGN(Sets theirs, register_sets(*other, 2, 3));
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse other_done, RunBatch(*other, {job_of(theirs, "")}));
+  EXPECT_EQ(other_done.results(0).state(), v1::JOB_DONE) << other_done.DebugString();
+  EXPECT_TRUE(BytesEqual(device_side(3).data(), converted(before.data() + 2 * side)));
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse own_next, RunBatch(*session_, {job_of(never, "")}));
+  EXPECT_EQ(own_next.results(0).state(), v1::JOB_DONE) << own_next.DebugString();
+  KVS_ASSERT_OK(memory->CopyFromHost(4 * side, before.data() + 4 * side, side));  // undo it
+
+  // A cancelled job and a job past its deadline, both behind gates never opened in time.
+  IpcEvent cancel_event, deadline_event;
+  cudaStream_t late = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&late, cudaStreamNonBlocking), cudaSuccess);
+  auto late_gate = std::make_unique<StreamGate>(late);
+  ASSERT_EQ(cudaEventRecord(cancel_event.event, late), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(deadline_event.event, late), cudaSuccess);
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t doomed,
+                           submit(*session_, job_of(never, cancel_event.handle)));
+  KVS_ASSERT_OK_AND_ASSIGN(v1::CancelJobsResponse cancel,
+                           session_->CancelJobs(std::vector<uint64_t>{doomed}));
+  ASSERT_EQ(cancel.cancelled_size(), 1) << cancel.DebugString() << " (a parked job has not "
+                                        << "started: CancelJobs must cancel it, not stop it)";
+  KVS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Client> hasty, Client::Connect(daemon_->target(), absl::Seconds(10)));
+  hasty->set_call_timeout(absl::Milliseconds(300));
+  KVS_ASSERT_OK_AND_ASSIGN(std::unique_ptr<Session> short_lived,
+                           Session::Open(*hasty, "it-gpu-deadline", false));
+  hasty->set_call_timeout(absl::Seconds(20));
+  KVS_ASSERT_OK_AND_ASSIGN(Sets theirs_never, register_sets(*short_lived, 2, 4));
+  hasty->set_call_timeout(absl::Milliseconds(300));
+  KVS_ASSERT_OK_AND_ASSIGN(const uint64_t expired,
+                           submit(*short_lived, job_of(theirs_never, deadline_event.handle)));
+  hasty->set_call_timeout(absl::Seconds(20));
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse ended,
+                           short_lived->Wait(std::vector<uint64_t>{expired}, absl::Seconds(20)));
+  EXPECT_EQ(ended.results(0).state(), v1::JOB_CANCELLED) << ended.DebugString();
+  EXPECT_EQ(ended.results(0).code(), static_cast<int>(StatusCode::kDeadlineExceeded));
+  EXPECT_TRUE(absl::StrContains(ended.results(0).message(), "start event"))
+      << ended.DebugString();
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse cancelled,
+                           session_->Wait(std::vector<uint64_t>{doomed}, absl::Seconds(20)));
+  EXPECT_EQ(cancelled.results(0).state(), v1::JOB_CANCELLED) << cancelled.DebugString();
+
+  // The first job is still waiting (its event is not complete): not launched, nothing written.
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse waiting,
+                           session_->Wait(std::vector<uint64_t>{held}, absl::Milliseconds(50)));
+  EXPECT_EQ(waiting.results(0).state(), v1::JOB_QUEUED) << waiting.DebugString();
+  EXPECT_FALSE(waiting.results(0).launched());
+  EXPECT_TRUE(BytesEqual(device_side(1).data(), std::vector<uint8_t>(before.begin() + side,
+                                                              before.begin() + 2 * side)));
+  // Open the gate: the write lands, the event completes, the job converts the new bytes.
+  gate->Release();
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse done,
+                           session_->Wait(std::vector<uint64_t>{held}, absl::Seconds(20)));
+  EXPECT_EQ(done.results(0).state(), v1::JOB_DONE) << done.DebugString();
+  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  EXPECT_TRUE(BytesEqual(device_side(1).data(), converted(fresh.data())))
+      << "the job read its source before the client's stream wrote it";
+
+  // The ended jobs' events complete now: nothing may run for them.
+  late_gate->Release();
+  ASSERT_EQ(cudaStreamSynchronize(late), cudaSuccess);
+  absl::SleepFor(absl::Milliseconds(50));  // a launch would happen within a poll or two
+  EXPECT_TRUE(BytesEqual(device_side(4).data(), std::vector<uint8_t>(before.begin() + 4 * side,
+                                                              before.end())))
+      << "a job ended while waiting for its start event copied anyway";
+
+  // A handle the driver refuses fails its job only; an event never recorded is complete.
+  std::string garbage(64, '\0');
+  FillRandom(garbage.data(), garbage.size(), 93);
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse refused, RunBatch(*session_, {job_of(mine, garbage)}));
+  EXPECT_EQ(refused.results(0).state(), v1::JOB_FAILED) << refused.DebugString();
+  EXPECT_EQ(refused.results(0).code(), static_cast<int>(StatusCode::kFailedPrecondition));
+  EXPECT_TRUE(absl::StrContains(refused.results(0).message(), "start_event"));
+  IpcEvent unrecorded;
+  KVS_ASSERT_OK_AND_ASSIGN(v1::WaitResponse ran,
+                           RunBatch(*session_, {job_of(mine, unrecorded.handle)}));
+  EXPECT_EQ(ran.results(0).state(), v1::JOB_DONE) << ran.DebugString();
+  short_lived.reset();
+  other.reset();
+  cudaStreamDestroy(late);
+  cudaStreamDestroy(stream);
 }
 
 }  // namespace

@@ -321,6 +321,18 @@ TEST_F(HostileInputTest, OutOfRangeJobsAreRejectedAndNothingRuns) {
        [](v1::Job& j) { j.mutable_completion_event()->set_handle(std::string(64, '\x5a')); },
        StatusCode::kFailedPrecondition,
        {"jobs[1].completion_event", "CPU executor"}},
+      {"start event handle of 65 bytes",
+       [](v1::Job& j) { j.mutable_start_event()->set_handle(std::string(65, '\x5a')); },
+       StatusCode::kInvalidArgument,
+       {"jobs[1].start_event.handle", "65 bytes"}},
+      {"empty start event handle",
+       [](v1::Job& j) { j.mutable_start_event(); },
+       StatusCode::kInvalidArgument,
+       {"jobs[1].start_event.handle", "0 bytes"}},
+      {"start event on a host-only job",
+       [](v1::Job& j) { j.mutable_start_event()->set_handle(std::string(64, '\x5a')); },
+       StatusCode::kFailedPrecondition,
+       {"jobs[1].start_event", "CPU executor"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);
