@@ -530,7 +530,8 @@ absl::StatusOr<std::string> MeasureStartEvents(const std::string& target, const 
     }
     const DaemonResult stalled = MeasureDaemon(clients, nclients, 0, true, 1, 1, seconds,
                                                kit.block_bytes, true);
-    ASSIGN_OR_RETURN(v1::WaitResponse before, neighbour->session->Wait(stalled_ids, absl::ZeroDuration()));
+    ASSIGN_OR_RETURN(v1::WaitResponse before,  // a poll: the daemon does not wait
+                     neighbour->session->Wait(stalled_ids, absl::Seconds(-1)));
     for (const v1::JobResult& jr : before.results()) {
       if (jr.state() != v1::JOB_QUEUED) {
         return absl::InternalError(absl::StrCat("a stalled job did not wait: ", jr.DebugString()));

@@ -562,7 +562,8 @@ TEST_F(GpuIpcTest, StartEventHoldsAJobUntilTheClientStreamReachesIt) {
   auto register_sets = [&](Session& session, int at, int to) -> absl::StatusOr<Sets> {
     ASSIGN_OR_RETURN(v1::RegisterRegionResponse region,
                      session.RegisterCudaIpcRegion(memory->ipc_handle(), *uuid_, 0,
-                                                   kSides * side, "start-region"));
+                                                   kSides * side,
+                                                   absl::StrCat("start-region-", at, "-", to)));
     auto strided = [&](int n) {
       v1::StridedPlacement placement;
       v1::SlotBase* slot = placement.add_slots();
