@@ -22,10 +22,10 @@ from kvshuttle import dtypes  # noqa: E402
 from kvshuttle.blocksets import BlockSet, KVCache  # noqa: E402
 from kvshuttle.errors import (AlreadyExistsError, CancelledError,  # noqa: E402
                               DeadlineExceededError, FailedPreconditionError, InternalError,
-                              InvalidArgumentError, JobError, KvshuttleError, NotFoundError,
+                              InvalidArgumentError, KvshuttleError, NotFoundError,
                               OutOfRangeError, PermissionDeniedError, ResourceExhaustedError,
                               UnavailableError)
-from kvshuttle.jobs import AxisRange, Job, JobFuture, JobResult, Span  # noqa: E402
+from kvshuttle.jobs import AxisRange, Job, JobError, JobFuture, JobResult, Span  # noqa: E402
 from kvshuttle.layout import BlockShape, Layout, LayoutKind  # noqa: E402
 from kvshuttle.pools import Pool  # noqa: E402
 from kvshuttle.regions import MemoryRegistration, Region  # noqa: E402

@@ -15,26 +15,25 @@ The BlockSet object keeps its MemoryRegistration (and so the arrays) alive until
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from kvshuttle import dtypes, shm
 from kvshuttle._stubs import pb
 from kvshuttle.layout import BlockShape, Layout, LayoutKind
 from kvshuttle.regions import (MemoryRegistration, Placement, not_shared_message,
                                register_memory)
+from kvshuttle.rpc import SessionRpc
 from kvshuttle.tensors import TensorInfo, check_contiguous, check_dtype, describe
-
-if TYPE_CHECKING:
-    from kvshuttle.session import Session
 
 
 class BlockSet:
-    """A registered block set: id, layout, number of blocks, memory kind, and (when the client
-    registered the memory itself) the registration it owns. Closing it releases both."""
+    """A registered block set: id, layout, number of blocks, memory kind, the calls of its
+    session (`rpc`) and (when the client registered the memory itself) the registration it
+    owns. Closing it releases the block set and that registration."""
 
-    def __init__(self, session: Session, message: pb.BlockSet,
+    def __init__(self, rpc: SessionRpc, message: pb.BlockSet,
                  registration: MemoryRegistration | None = None) -> None:
-        self.session = session
+        self.rpc = rpc
         self.block_set_id: int = message.block_set_id
         self.name: str = message.name
         self.layout = Layout.from_proto(message.layout)
@@ -56,7 +55,7 @@ class BlockSet:
         if self.registration is not None:
             self.registration.release()  # the block set goes with its regions
         else:
-            self.session.unregister_block_set(self.block_set_id)
+            self.rpc.unregister_block_set(self.block_set_id)
 
     def __enter__(self) -> BlockSet:
         return self
@@ -72,9 +71,9 @@ class BlockSet:
 class KVCache(BlockSet):
     """A vLLM-style cache registered as one strided block set; `tensors` are its layers."""
 
-    def __init__(self, session: Session, message: pb.BlockSet,
+    def __init__(self, rpc: SessionRpc, message: pb.BlockSet,
                  registration: MemoryRegistration, tensors: list[Any]) -> None:
-        super().__init__(session, message, registration)
+        super().__init__(rpc, message, registration)
         self.tensors = tensors
 
 
@@ -180,7 +179,7 @@ def vllm_geometry(info: TensorInfo, layout: LayoutKind, kv_first: bool,
     return VllmGeometry(physical, num_blocks, no, nt, nh, hd, outer_stride, block_stride)
 
 
-def vllm_cache(session: Session, kv_caches: Sequence[Any], layout: str = "NHD",
+def vllm_cache(rpc: SessionRpc, kv_caches: Sequence[Any], layout: str = "NHD",
                kv_first: bool = True, name: str = "") -> KVCache:
     """Registers per-layer vLLM cache tensors as one strided block set (see vllm_geometry)."""
     if not isinstance(kv_caches, (list, tuple)) or not kv_caches:
@@ -205,42 +204,42 @@ def vllm_cache(session: Session, kv_caches: Sequence[Any], layout: str = "NHD",
     block_layout = Layout(geometry.kind,
                           BlockShape(len(infos), geometry.no, geometry.nt, geometry.nh,
                                      geometry.hd), dtype)
-    registration = register_memory(session, infos, whats, name)
+    registration = register_memory(rpc, infos, whats, name)
     try:
         itemsize = dtype.itemsize
         strided = pb.StridedPlacement(block_stride=geometry.block_stride * itemsize)
         for placement in registration.placements:
             for o in range(geometry.no):
                 strided.slots.append(placement.to_proto(o * geometry.outer_stride * itemsize))
-        message = session.register_block_set_raw(block_layout, geometry.num_blocks,
-                                                 strided=strided, name=name)
+        message = rpc.register_block_set_raw(block_layout, geometry.num_blocks,
+                                             strided=strided, name=name)
     except BaseException:
         registration.release()
         raise
-    return KVCache(session, message, registration, list(kv_caches))
+    return KVCache(rpc, message, registration, list(kv_caches))
 
 
 # ---------------------------------------------------------------------------------------------
 # Explicit tables (seed-style arguments)
 
 
-def table_block_set(session: Session, layout: Layout, placements: Sequence[Placement],
+def table_block_set(rpc: SessionRpc, layout: Layout, placements: Sequence[Placement],
                     name: str = "", registration: MemoryRegistration | None = None) -> BlockSet:
     """Registers an explicit block set of `layout` whose (block, slot) addresses are
     `placements`, block-major (layout.slots per block)."""
     table = pb.ExplicitPlacement(addresses=[p.to_proto() for p in placements])
-    message = session.register_block_set_raw(layout, len(placements) // layout.slots,
-                                             explicit=table, name=name)
-    return BlockSet(session, message, registration)
+    message = rpc.register_block_set_raw(layout, len(placements) // layout.slots,
+                                         explicit=table, name=name)
+    return BlockSet(rpc, message, registration)
 
 
-def explicit_block_set(session: Session, layout: Layout, infos: Sequence[TensorInfo],
+def explicit_block_set(rpc: SessionRpc, layout: Layout, infos: Sequence[TensorInfo],
                        whats: Sequence[str], name: str = "") -> BlockSet:
     """Registers the memory of `infos` (block-major, layout.slots per block) and one explicit
     block set over it, which owns the registration."""
-    registration = register_memory(session, infos, whats, name)
+    registration = register_memory(rpc, infos, whats, name)
     try:
-        return table_block_set(session, layout, registration.placements, name, registration)
+        return table_block_set(rpc, layout, registration.placements, name, registration)
     except BaseException:
         registration.release()
         raise

@@ -4,20 +4,21 @@ errors become KvshuttleError subclasses (Client.call).
     client = kvshuttle.connect("unix:/run/kvshuttle/kvshuttle.sock")
     print(client.info().devices)
     session = client.session("worker-0")
+
+Client sits above session.py (Client.session opens one); a session sees its client only as an
+rpc.Connection.
 """
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import grpc
 
 from kvshuttle._stubs import pb, pb_grpc
 from kvshuttle.errors import UnavailableError, from_rpc_error
-
-if TYPE_CHECKING:
-    from kvshuttle.jobs import JobResult
-    from kvshuttle.session import Session
+from kvshuttle.jobs import JobResult
+from kvshuttle.session import Session
 
 DEFAULT_TARGET = "unix:/run/kvshuttle/kvshuttle.sock"
 # Largest message either side of the channel accepts (the daemon has its own cap).
@@ -86,7 +87,6 @@ class Client:
     def session(self, name: str = "kvshuttle-python", *, attach: bool = True,
                 on_job_done: Callable[[JobResult], None] | None = None) -> Session:
         """Opens a session (see Session)."""
-        from kvshuttle.session import Session
         return Session(self, name, attach=attach, on_job_done=on_job_done)
 
     def close(self) -> None:

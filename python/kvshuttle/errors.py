@@ -6,16 +6,12 @@ range. The classes also derive from the matching built-in where one fits (ValueE
 INVALID_ARGUMENT and OUT_OF_RANGE, LookupError for NOT_FOUND, TimeoutError for
 DEADLINE_EXCEEDED, ConnectionError for UNAVAILABLE), so generic handlers keep working.
 
-Client-side argument checks raise plain TypeError / ValueError before any RPC.
+Client-side argument checks raise plain TypeError / ValueError before any RPC. A job that
+finishes failed or cancelled raises jobs.JobError, also a KvshuttleError.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import grpc
-
-if TYPE_CHECKING:
-    from kvshuttle.jobs import JobResult
 
 
 class KvshuttleError(Exception):
@@ -72,14 +68,6 @@ class PermissionDeniedError(KvshuttleError, PermissionError):
 
 class InternalError(KvshuttleError):
     """INTERNAL / UNKNOWN / DATA_LOSS / UNIMPLEMENTED / ABORTED / UNAUTHENTICATED."""
-
-
-class JobError(KvshuttleError):
-    """A job finished JOB_FAILED or JOB_CANCELLED; `result` is its JobResult."""
-
-    def __init__(self, result: JobResult) -> None:
-        super().__init__(f"job {result.job_id} {result.state}: {result.message}", result.code)
-        self.result = result
 
 
 _BY_CODE: dict[grpc.StatusCode, type[KvshuttleError]] = {

@@ -1,5 +1,6 @@
-"""Jobs: what to move (Job, AxisRange, Span), what came of it (JobResult) and the handle a
-submission returns (JobFuture: wait / done / result / cancel).
+"""Jobs: what to move (Job, AxisRange, Span), what came of it (JobResult, JobError for a failed
+or cancelled job) and the handle a submission returns (JobFuture: wait / done / result /
+cancel), which asks through the session's SessionRpc (rpc.py).
 
 A JobFuture holds whatever must stay alive until its jobs finish (per-call registrations, CUDA
 events) and runs its cleanup once, when the results are final.
@@ -10,17 +11,15 @@ import operator
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import grpc
 
 from kvshuttle._stubs import pb
-from kvshuttle.errors import DeadlineExceededError, JobError, status_code
-
-if TYPE_CHECKING:
-    from kvshuttle.blocksets import BlockSet
-    from kvshuttle.pools import Pool
-    from kvshuttle.session import Session
+from kvshuttle.blocksets import BlockSet
+from kvshuttle.errors import DeadlineExceededError, KvshuttleError, status_code
+from kvshuttle.pools import Pool
+from kvshuttle.rpc import SessionRpc
 
 BACKENDS: dict[str, int] = {
     "auto": pb.BACKEND_AUTO,
@@ -129,13 +128,11 @@ def parse_span(value: SpanLike, what: str) -> Span | None:
                     f"pool_offset, count) triple, got {value!r}")
 
 
-Endpoint = Union["BlockSet", "Pool", str]
+Endpoint = Union[BlockSet, Pool, str]
 
 
 def endpoint_proto(endpoint: Endpoint, what: str) -> pb.Endpoint:
     """A block set (of this session) or a pool (object or name) as a proto Endpoint."""
-    from kvshuttle.blocksets import BlockSet
-    from kvshuttle.pools import Pool
     if isinstance(endpoint, BlockSet):
         return pb.Endpoint(block_set_id=endpoint.block_set_id)
     if isinstance(endpoint, Pool):
@@ -231,6 +228,19 @@ class JobResult:
                    launched=bool(getattr(message, "launched", False)))
 
 
+class JobError(KvshuttleError):
+    """A job finished JOB_FAILED or JOB_CANCELLED; `result` is its JobResult."""
+
+    def __init__(self, result: JobResult) -> None:
+        super().__init__(f"job {result.job_id} {result.state}: {result.message}", result.code)
+        self.result = result
+
+
+# Takes the completions of job ids within a timeout in seconds (< 0: no wait) from a session's
+# streaming channel: all of them, or None when they did not all come (or the channel ended).
+TakeCompletions = Callable[[Sequence[int], float], Union[list[JobResult], None]]
+
+
 class JobFuture:
     """The jobs of one submission. Thread-safe.
 
@@ -239,11 +249,12 @@ class JobFuture:
     DeadlineExceededError when the timeout passes first; cancel() cancels queued jobs.
     """
 
-    def __init__(self, session: Session | None, job_ids: Sequence[int],
+    def __init__(self, rpc: SessionRpc | None, job_ids: Sequence[int],
                  keepalive: Sequence[Any] = (), on_final: Callable[[], None] | None = None,
-                 channel: bool = False):
-        self._session = session
-        self._channel = channel  # submitted over the session's channel: completions come on it
+                 take_completions: TakeCompletions | None = None):
+        self._rpc = rpc
+        # Given when submitted over the session's channel: the completions come on it.
+        self._take_completions = take_completions
         self.job_ids: list[int] = list(job_ids)
         self._keepalive = list(keepalive)
         self._on_final = on_final
@@ -263,9 +274,9 @@ class JobFuture:
         """Waits at most `timeout` seconds (< 0: not at all) for the completions — from the
         session's channel when it submitted over one, else one Wait RPC; stores final
         results."""
-        assert self._session is not None
-        if self._channel:
-            got = self._session._channel_results(self.job_ids, timeout)
+        assert self._rpc is not None
+        if self._take_completions is not None:
+            got = self._take_completions(self.job_ids, timeout)
             if got is not None:
                 with self._lock:
                     if self._results is None:
@@ -274,7 +285,7 @@ class JobFuture:
                 return True
             # Not all there yet (or the channel ended): what the daemon knows, without waiting.
             timeout = -1.0
-        response = self._session.wait_raw(self.job_ids, timeout)
+        response = self._rpc.wait_raw(self.job_ids, timeout)
         results = [JobResult.from_proto(r) for r in response.results]
         if response.all_done and all(r.final for r in results):
             with self._lock:
@@ -320,9 +331,9 @@ class JobFuture:
 
     def cancel(self) -> list[int]:
         """Cancels the jobs that have not started; returns their ids."""
-        if self._results is not None or self._session is None:
+        if self._results is not None or self._rpc is None:
             return []
-        return self._session.cancel(self.job_ids)
+        return self._rpc.cancel(self.job_ids)
 
     def __repr__(self) -> str:
         state = "final" if self._results is not None else "pending"

@@ -2,13 +2,11 @@
 across sessions (tensor-parallel ranks write head slices into the same pool blocks)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from kvshuttle._stubs import pb
 from kvshuttle.layout import Layout
-
-if TYPE_CHECKING:
-    from kvshuttle.session import Session
+from kvshuttle.rpc import SessionRpc
 
 MEMORY_KINDS = {"device": pb.MEMORY_DEVICE, "host": pb.MEMORY_HOST}
 
@@ -20,14 +18,15 @@ def parse_memory(memory: str) -> int:
 
 
 class Pool:
-    """A handle on a pool, used through one session: allocate / free block ids, destroy.
+    """A handle on a pool, used through one session's calls (`rpc`): allocate / free block
+    ids, destroy.
 
     Attributes mirror the daemon's Pool at the time the handle was made (`refresh()` reloads
     them): name, layout, memory ("device" / "host"), gpu_uuid, num_blocks, blocks_in_use, bytes.
     """
 
-    def __init__(self, session: Session, message: pb.Pool) -> None:
-        self.session = session
+    def __init__(self, rpc: SessionRpc, message: pb.Pool) -> None:
+        self.rpc = rpc
         self._load(message)
 
     def _load(self, message: pb.Pool) -> None:
@@ -41,20 +40,20 @@ class Pool:
 
     def refresh(self) -> Pool:
         """Reloads the pool's numbers from the daemon (NotFoundError once destroyed)."""
-        self._load(self.session.find_pool_raw(self.name))
+        self._load(self.rpc.find_pool(self.name))
         return self
 
     def allocate(self, count: int) -> list[int]:
         """Takes `count` free block ids (ResourceExhaustedError when too few are free)."""
-        return self.session.allocate_blocks(self.name, count)
+        return self.rpc.allocate_blocks(self.name, count)
 
     def free(self, block_ids: Sequence[int]) -> None:
         """Returns block ids to the pool."""
-        self.session.free_blocks(self.name, block_ids)
+        self.rpc.free_blocks(self.name, block_ids)
 
     def destroy(self) -> None:
         """Destroys the pool for every session."""
-        self.session.destroy_pool(self.name)
+        self.rpc.destroy_pool(self.name)
 
     def __repr__(self) -> str:
         return (f"Pool({self.name!r}, {self.layout}, memory={self.memory}, "

@@ -1,6 +1,6 @@
 """Regions: memory lent to the daemon, and the registration of the memory under a set of arrays.
 
-`register_memory(session, infos)` registers as few regions as possible for a list of arrays —
+`register_memory(rpc, infos)` registers as few regions as possible for a list of arrays —
 one per CUDA allocation (arrays in one caching-allocator allocation share it) and one per host
 memfd object (its descriptor sent over the daemon's side channel) — and can tell, for each
 array, its (region id, offset). The returned
@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from kvshuttle import shm
 from kvshuttle._stubs import pb
+from kvshuttle.errors import KvshuttleError
+from kvshuttle.rpc import SessionRpc
 from kvshuttle.tensors import TensorInfo
-
-if TYPE_CHECKING:
-    from kvshuttle.session import Session
 
 
 @dataclass
 class Region:
-    """One registered region: id, memory kind ("device" or "host"), size, GPU (device)."""
+    """One registered region: id, memory kind ("device" or "host"), size, GPU (device), and
+    the calls of the session that registered it."""
 
-    session: Session
+    rpc: SessionRpc
     region_id: int
     memory: str
     size: int
@@ -39,12 +39,12 @@ class Region:
         if self.released:
             return False
         self.released = True
-        return self.session.unregister_region(self.region_id)
+        return self.rpc.unregister_region(self.region_id)
 
     @classmethod
-    def from_proto(cls, session: Session, message: pb.Region) -> Region:
+    def from_proto(cls, rpc: SessionRpc, message: pb.Region) -> Region:
         memory = "device" if message.memory == pb.MEMORY_DEVICE else "host"
-        return cls(session, message.region_id, memory, message.size, message.gpu_uuid)
+        return cls(rpc, message.region_id, memory, message.size, message.gpu_uuid)
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,6 @@ class MemoryRegistration:
 
     def release(self) -> None:
         """Unregisters every region (idempotent; errors of a vanished session are ignored)."""
-        from kvshuttle.errors import KvshuttleError
         for region in self.regions:
             try:
                 region.unregister()
@@ -117,7 +116,7 @@ def _region_name(prefix: str, index: int) -> str:
     return f"{prefix}.{index}" if prefix else ""
 
 
-def _register_host(session: Session, extents: dict[Any, _Extent], name: str,
+def _register_host(rpc: SessionRpc, extents: dict[Any, _Extent], name: str,
                    out: list[Region]) -> None:
     """Sends the memfd of every object in `extents` (keys from _host_key) in as few side-channel
     messages as the daemon allows, then registers one region per object into `out`."""
@@ -127,16 +126,16 @@ def _register_host(session: Session, extents: dict[Any, _Extent], name: str,
     try:
         for shm_name, _ in extents:
             fds.append(shm.dup_fd(shm_name))
-        sent = session.send_fds(fds)
+        sent = rpc.send_fds(fds)
     finally:
         for fd in fds:
             os.close(fd)  # the daemon holds its own copies now
     for index, (extent, (token, fd_index)) in enumerate(zip(extents.values(), sent)):
-        out.append(session.register_memfd(token, fd_index, extent.start, _size(extent),
-                                          _region_name(name, index)))
+        out.append(Region.from_proto(rpc, rpc.register_memfd(
+            token, fd_index, extent.start, _size(extent), _region_name(name, index))))
 
 
-def register_memory(session: Session, infos: Sequence[TensorInfo], whats: Sequence[str],
+def register_memory(rpc: SessionRpc, infos: Sequence[TensorInfo], whats: Sequence[str],
                     name: str = "") -> MemoryRegistration:
     """Registers the memory under `infos` (all host or all CUDA on one GPU; the caller checked)
     as one region per allocation / memfd object. `whats` names each array for messages. `name`
@@ -159,10 +158,10 @@ def register_memory(session: Session, infos: Sequence[TensorInfo], whats: Sequen
         if is_cuda:
             for index, (key, extent) in enumerate(extents.items()):
                 uuid, handle = key
-                registration.regions.append(session.register_cuda_ipc(
-                    handle, uuid, extent.start, _size(extent), _region_name(name, index)))
+                registration.regions.append(Region.from_proto(rpc, rpc.register_cuda_ipc(
+                    handle, uuid, extent.start, _size(extent), _region_name(name, index))))
         else:
-            _register_host(session, extents, name, registration.regions)
+            _register_host(rpc, extents, name, registration.regions)
     except BaseException:
         registration.release()
         raise

@@ -163,12 +163,12 @@ def _run(plan: _Plan | None, to_buffers: bool, backend: str, session: Session | 
         from kvshuttle import cuda
         cuda.synchronize(cuda.current_stream(infos[0].device_index))
     session = session or default_session()
-    registration = register_memory(session, infos, whats, "")
+    registration = register_memory(session.rpc, infos, whats, "")
     try:
         split = len(plan.stack_infos)
-        stacks = blocksets.table_block_set(session, plan.stack_layout,
+        stacks = blocksets.table_block_set(session.rpc, plan.stack_layout,
                                            registration.placements[:split])
-        buffers = blocksets.table_block_set(session, plan.buffer_layout,
+        buffers = blocksets.table_block_set(session.rpc, plan.buffer_layout,
                                             registration.placements[split:])
         pairs = [(i, i) for i in range(len(plan.buffer_infos))]
         job = Job(stacks, buffers, pairs, backend=backend) if to_buffers else Job(

@@ -10,8 +10,14 @@
 A session lives while its streaming channel is open (the default; the daemon closes it as soon
 as this process goes away) or, unattached, while a background thread renews its lease. An
 attached session submits over the channel and learns of completions from it, so a job costs no
-unary call; every other RPC goes through Client.call (client.py). Stubs of a proto without the
-channel fall back to the Attach stream and unary SubmitBatch / Wait.
+unary call; every other RPC goes through its SessionRpc (rpc.py), and so through Client.call.
+Stubs of a proto without the channel fall back to the Attach stream and unary SubmitBatch /
+Wait.
+
+Layers: the handles (regions.py, blocksets.py, pools.py, jobs.py) keep the session's SessionRpc,
+never the Session, and import nothing of this module; Session builds the SessionRpc, composes
+the handles over it and owns the streams. The streams stay open while the SessionRpc lives, so
+a handle keeps its session alive as long as it is reachable.
 """
 from __future__ import annotations
 
@@ -25,10 +31,9 @@ from typing import Any, Callable, Iterator, Sequence
 
 import grpc
 
-from kvshuttle import blocksets, fdchannel
+from kvshuttle import blocksets
 from kvshuttle._stubs import HAS_CHANNEL, HAS_COMPLETION_EVENT, pb
 from kvshuttle.blocksets import BlockSet, KVCache
-from kvshuttle.client import Client
 from kvshuttle.errors import (DeadlineExceededError, KvshuttleError, UnavailableError,
                               error_for, from_rpc_error, status_code)
 from kvshuttle.jobs import (Endpoint, Job, JobFuture, JobResult, SpanLike, pairs_of,
@@ -36,6 +41,7 @@ from kvshuttle.jobs import (Endpoint, Job, JobFuture, JobResult, SpanLike, pairs
 from kvshuttle.layout import Layout
 from kvshuttle.pools import Pool, parse_memory
 from kvshuttle.regions import MemoryRegistration, Region, register_memory
+from kvshuttle.rpc import Connection, SessionRpc
 from kvshuttle.tensors import describe
 
 # Batches larger than this (serialized) take the unary SubmitBatch even on the channel: a
@@ -69,6 +75,20 @@ class _Background:
         self.requests.put(None)
         if self.call is not None:
             self.call.cancel()
+
+    def take_completions(self, job_ids: Sequence[int],
+                         timeout: float) -> list[JobResult] | None:
+        """The completions of `job_ids` from the channel once all arrived within `timeout`
+        seconds (< 0: no wait), taken from the session; None when they did not (or the
+        channel ended: then ask the daemon with Wait)."""
+        with self.cond:
+            def ready() -> bool:
+                return all(i in self.completions for i in job_ids)
+            if timeout >= 0 and not ready():
+                self.cond.wait_for(lambda: ready() or self.ended.is_set(), timeout)
+            if not ready():
+                return None
+            return [self.completions.pop(i) for i in job_ids]
 
 
 def _channel_requests(state: _Background, session_id: str) -> Iterator[Any]:
@@ -133,7 +153,7 @@ def _attach_loop(state: _Background, call: Any,
         state.ended.set()
 
 
-def _keepalive_loop(state: _Background, client: Client, session_id: str,
+def _keepalive_loop(state: _Background, client: Connection, session_id: str,
                     interval: float) -> None:
     while not state.stop.wait(interval):
         try:
@@ -149,13 +169,15 @@ class Session:
     channel (Attach with older stubs); `on_job_done` is then called, on the stream's thread,
     with every job completion.
     Without `attach` a thread renews the lease every lease/3 seconds.
+    `rpc` is the session's SessionRpc, which its handles keep.
     """
 
-    def __init__(self, client: Client, name: str = "kvshuttle-python", *, attach: bool = True,
+    def __init__(self, client: Connection, name: str = "kvshuttle-python", *, attach: bool = True,
                  on_job_done: Callable[[JobResult], None] | None = None) -> None:
         self.client = client
         opened = client.call("OpenSession", pb.OpenSessionRequest(client_name=name))
         self.id: str = opened.session_id
+        self.rpc = SessionRpc(client, self.id)
         self.lease_seconds: int = opened.lease_seconds
         self.attached = attach
         self.closed = False
@@ -176,7 +198,8 @@ class Session:
         self._thread = threading.Thread(target=target, args=args, daemon=True,
                                         name=f"kvshuttle-session-{name}")
         self._thread.start()
-        self._finalizer = weakref.finalize(self, self._state.shutdown)
+        # The streams end when the last holder of the SessionRpc (this or a handle) goes.
+        self._finalizer = weakref.finalize(self.rpc, self._state.shutdown)
         if attach:
             self._await_attached()
 
@@ -214,8 +237,7 @@ class Session:
         return self._state.error
 
     def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        request.session_id = self.id
-        return self.client.call(method, request, timeout)
+        return self.rpc.call(method, request, timeout)
 
     # -----------------------------------------------------------------------------------------
     # Regions
@@ -224,19 +246,14 @@ class Session:
                           name: str = "") -> Region:
         """Lends `size` bytes at `offset` of the CUDA allocation whose base has the 64-byte
         IPC `handle`, on GPU `gpu_uuid` ("GPU-..."). Most callers use register_tensor."""
-        memory = pb.CudaIpcMemory(handle=handle, gpu_uuid=gpu_uuid, offset=offset, size=size)
-        response = self._call("RegisterRegion", pb.RegisterRegionRequest(name=name,
-                                                                          cuda_ipc=memory))
-        return Region.from_proto(self, response.region)
+        return Region.from_proto(self.rpc, self.rpc.register_cuda_ipc(handle, gpu_uuid, offset,
+                                                                      size, name))
 
     def register_shm(self, shm_name: str, offset: int, size: int, name: str = "") -> Region:
         """Lends bytes [offset, offset + size) of the POSIX shm object `shm_name`, which this
         process's user must own (the daemon checks). Kept for compatibility: kvshuttle's own
         host memory is memfd (register_memfd)."""
-        memory = pb.HostShmMemory(name=shm_name, offset=offset, size=size)
-        response = self._call("RegisterRegion", pb.RegisterRegionRequest(name=name,
-                                                                          host_shm=memory))
-        return Region.from_proto(self, response.region)
+        return Region.from_proto(self.rpc, self.rpc.register_shm(shm_name, offset, size, name))
 
     def send_fds(self, fds: Sequence[int]) -> list[tuple[bytes, int]]:
         """Sends descriptors to the daemon over its side channel (this process keeps its own)
@@ -244,16 +261,7 @@ class Session:
         within the token's lifetime (30 s). One token per message of at most the daemon's
         max_fds descriptors; a session holds few unused tokens at once (ResourceExhaustedError
         beyond). Side-channel refusals raise the KvshuttleError of their code (fdchannel)."""
-        fds = list(fds)
-        if not fds:
-            raise ValueError("send_fds: no descriptors given")
-        sent: list[tuple[bytes, int]] = []
-        while len(sent) < len(fds):
-            grant = self._call("CreateFdToken", pb.CreateFdTokenRequest())
-            chunk = fds[len(sent):len(sent) + max(grant.max_fds, 1)]
-            fdchannel.send_fds(grant.socket_path, grant.token, chunk)
-            sent += [(grant.token, index) for index in range(len(chunk))]
-        return sent
+        return self.rpc.send_fds(fds)
 
     def register_memfd(self, fd_token: bytes, fd_index: int, offset: int, size: int,
                        name: str = "") -> Region:
@@ -261,11 +269,8 @@ class Session:
         (send_fds). The daemon maps only a memfd sealed against shrinking:
         FailedPreconditionError for an unsealed one, InvalidArgumentError for any other kind of
         file."""
-        memory = pb.HostMemfdMemory(fd_token=fd_token, fd_index=fd_index, offset=offset,
-                                    size=size)
-        response = self._call("RegisterRegion", pb.RegisterRegionRequest(name=name,
-                                                                          host_memfd=memory))
-        return Region.from_proto(self, response.region)
+        return Region.from_proto(self.rpc, self.rpc.register_memfd(fd_token, fd_index, offset,
+                                                                   size, name))
 
     def register_fd(self, fd: int, offset: int, size: int, name: str = "") -> Region:
         """Sends `fd` (a sealed memfd) and lends bytes [offset, offset + size) of it: send_fds
@@ -283,12 +288,11 @@ class Session:
         if not infos:
             raise ValueError("register_tensor: no tensors given")
         blocksets.same_place(infos, whats)
-        return register_memory(self, infos, whats, name)
+        return register_memory(self.rpc, infos, whats, name)
 
     def unregister_region(self, region_id: int) -> bool:
         """Releases a region; True when the daemon deferred it until its jobs finish."""
-        request = pb.UnregisterRegionRequest(region_id=region_id)
-        return self._call("UnregisterRegion", request).deferred
+        return self.rpc.unregister_region(region_id)
 
     def list_regions(self) -> list[pb.Region]:
         return list(self._call("ListRegions", pb.ListRegionsRequest()).regions)
@@ -301,15 +305,8 @@ class Session:
                                explicit: pb.ExplicitPlacement | None = None,
                                name: str = "") -> pb.BlockSet:
         """RegisterBlockSet over registered regions with a strided or an explicit placement."""
-        if (strided is None) == (explicit is None):
-            raise ValueError("register_block_set_raw: give exactly one of strided / explicit")
-        request = pb.RegisterBlockSetRequest(name=name, layout=layout.to_proto(),
-                                             num_blocks=num_blocks)
-        if strided is not None:
-            request.strided.CopyFrom(strided)
-        else:
-            request.explicit_table.CopyFrom(explicit)
-        return self._call("RegisterBlockSet", request).block_set
+        return self.rpc.register_block_set_raw(layout, num_blocks, strided=strided,
+                                               explicit=explicit, name=name)
 
     def register_vllm_cache(self, kv_caches: Sequence[Any], layout: str = "NHD",
                             kv_first: bool = True, name: str = "") -> KVCache:
@@ -321,7 +318,7 @@ class Session:
         (layer, K/V, block) chunk must be contiguous; the physical chunk order is read from the
         strides. All layers share shape, dtype and device. The KVCache keeps the tensors
         registered until close()."""
-        return blocksets.vllm_cache(self, kv_caches, layout, kv_first, name)
+        return blocksets.vllm_cache(self.rpc, kv_caches, layout, kv_first, name)
 
     def register_blocks(self, blocks: Sequence[Sequence[Any]], layout: Layout,
                         name: str = "") -> BlockSet:
@@ -356,10 +353,10 @@ class Session:
             raise ValueError(f"{whats[0]}: dtype {dtype}; layout says {layout.dtype}")
         blocksets.check_shapes(infos, whats, layout.slot_shape, f"layout {layout}")
         blocksets.check_registrable(infos, whats)
-        return blocksets.explicit_block_set(self, layout, infos, whats, name)
+        return blocksets.explicit_block_set(self.rpc, layout, infos, whats, name)
 
     def unregister_block_set(self, block_set_id: int) -> None:
-        self._call("UnregisterBlockSet", pb.UnregisterBlockSetRequest(block_set_id=block_set_id))
+        self.rpc.unregister_block_set(block_set_id)
 
     def list_block_sets(self) -> list[pb.BlockSet]:
         return list(self._call("ListBlockSets", pb.ListBlockSetsRequest()).block_sets)
@@ -375,27 +372,20 @@ class Session:
         request = pb.CreatePoolRequest(name=name, layout=layout.to_proto(),
                                        num_blocks=num_blocks, memory=parse_memory(memory),
                                        gpu_uuid=gpu_uuid)
-        return Pool(self, self._call("CreatePool", request).pool)
-
-    def find_pool_raw(self, name: str) -> pb.Pool:
-        for pool in self.client.list_pools():
-            if pool.name == name:
-                return pool
-        raise error_for(grpc.StatusCode.NOT_FOUND, f"pool {name!r}: no such pool")
+        return Pool(self.rpc, self._call("CreatePool", request).pool)
 
     def pool(self, name: str) -> Pool:
         """A handle on an existing pool (created by any session); NotFoundError if none."""
-        return Pool(self, self.find_pool_raw(name))
+        return Pool(self.rpc, self.rpc.find_pool(name))
 
     def destroy_pool(self, name: str) -> None:
-        self._call("DestroyPool", pb.DestroyPoolRequest(name=name))
+        self.rpc.destroy_pool(name)
 
     def allocate_blocks(self, pool: str, count: int) -> list[int]:
-        request = pb.AllocateBlocksRequest(pool=pool, count=count)
-        return list(self._call("AllocateBlocks", request).block_ids)
+        return self.rpc.allocate_blocks(pool, count)
 
     def free_blocks(self, pool: str, block_ids: Sequence[int]) -> None:
-        self._call("FreeBlocks", pb.FreeBlocksRequest(pool=pool, block_ids=list(block_ids)))
+        self.rpc.free_blocks(pool, block_ids)
 
     # -----------------------------------------------------------------------------------------
     # Jobs
@@ -419,8 +409,8 @@ class Session:
         if stream is not None:
             events = self._prepare_events(protos, stream, device_index)
         job_ids, via_channel = self._submit(protos)
-        future = JobFuture(self, job_ids, [*keepalive, *events], on_final,
-                           channel=via_channel)
+        future = JobFuture(self.rpc, job_ids, [*keepalive, *events], on_final,
+                           self._state.take_completions if via_channel else None)
         if events:
             self._order_stream(future, events, stream, timeout)
         return future
@@ -453,21 +443,6 @@ class Session:
             raise error_for(status_code(answer.code), answer.message)
         return list(answer.job_ids), True
 
-    def _channel_results(self, job_ids: Sequence[int],
-                         timeout: float) -> list[JobResult] | None:
-        """The completions of `job_ids` from the channel once all arrived within `timeout`
-        seconds (< 0: no wait), taken from the session; None when they did not (or the
-        channel ended: then ask the daemon with Wait)."""
-        state = self._state
-        with state.cond:
-            def ready() -> bool:
-                return all(i in state.completions for i in job_ids)
-            if timeout >= 0 and not ready():
-                state.cond.wait_for(lambda: ready() or state.ended.is_set(), timeout)
-            if not ready():
-                return None
-            return [state.completions.pop(i) for i in job_ids]
-
     def _prepare_events(self, protos: list[pb.Job], stream: Any,
                         device_index: int | None) -> list[Any]:
         if not HAS_COMPLETION_EVENT:
@@ -489,8 +464,8 @@ class Session:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = 10.0 if deadline is None else min(deadline - time.monotonic(), 10.0)
-            response = self.wait_raw(future.job_ids, left if left > 0 else -1.0,
-                                     until_launched=True)
+            response = self.rpc.wait_raw(future.job_ids, left if left > 0 else -1.0,
+                                         until_launched=True)
             results = [JobResult.from_proto(r) for r in response.results]
             if all(r.launched or r.final for r in results):
                 break
@@ -505,15 +480,11 @@ class Session:
     def wait_raw(self, job_ids: Sequence[int], timeout: float,
                  until_launched: bool = False) -> pb.WaitResponse:
         """One Wait RPC: the daemon waits up to `timeout` seconds (< 0: not at all)."""
-        request = pb.WaitRequest(job_ids=list(job_ids), timeout_seconds=timeout)
-        if until_launched:
-            request.until_launched = True
-        return self._call("Wait", request, timeout=max(timeout, 0.0) + self.client.call_timeout)
+        return self.rpc.wait_raw(job_ids, timeout, until_launched)
 
     def cancel(self, job_ids: Sequence[int]) -> list[int]:
         """Cancels jobs that have not started; returns the ids it cancelled."""
-        return list(self._call("CancelJobs", pb.CancelJobsRequest(job_ids=list(job_ids)))
-                    .cancelled)
+        return self.rpc.cancel(job_ids)
 
     def offload(self, cache: BlockSet, block_ids: Sequence[int], pool: Pool | str,
                 pool_block_ids: Sequence[int], *, heads: SpanLike = None,

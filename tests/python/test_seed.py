@@ -120,18 +120,19 @@ def test_chunks_sharing_one_allocation_share_one_region(kit) -> None:
     universals = _buffers(kit, s, (s.nh, s.nl, s.no, s.nt, s.hd), "f16", rng, fill=False)
     seen_regions: list[int] = []
     session = kit.session
-    original = session.register_memfd if kit.memory == "host" else session.register_cuda_ipc
+    rpc = session.rpc  # the registrations go through the session's SessionRpc
+    original = rpc.register_memfd if kit.memory == "host" else rpc.register_cuda_ipc
 
     def counting(*args, **kwargs):
         region = original(*args, **kwargs)
         seen_regions.append(region.region_id)
         return region
 
-    setattr(session, original.__name__, counting)
+    setattr(rpc, original.__name__, counting)
     try:
         kvshuttle.block_to_universal(blocks, universals, session=session)
     finally:
-        delattr(session, original.__name__)
+        delattr(rpc, original.__name__)
     for i in range(s.nb):
         _assert_same(universals[i], stack_to_universal(blocks[i], s, "NHD"), f"universals[{i}]")
     # One region for `whole`, at most one more per allocation holding the universals.
