@@ -20,7 +20,10 @@ HAS_COMPLETION_EVENT: bool = (
     "completion_event" in pb.Job.DESCRIPTOR.fields_by_name
     and "until_launched" in pb.WaitRequest.DESCRIPTOR.fields_by_name)
 
+# Job.start_event exists (a job may wait on the GPU for the client's stream).
+HAS_START_EVENT: bool = "start_event" in pb.Job.DESCRIPTOR.fields_by_name
+
 # The streaming channel (Shuttle.Channel) exists.
 HAS_CHANNEL: bool = hasattr(pb, "ChannelRequest") and hasattr(pb, "ChannelEvent")
 
-__all__ = ["pb", "pb_grpc", "HAS_COMPLETION_EVENT", "HAS_CHANNEL"]
+__all__ = ["pb", "pb_grpc", "HAS_COMPLETION_EVENT", "HAS_START_EVENT", "HAS_CHANNEL"]

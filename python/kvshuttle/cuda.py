@@ -138,6 +138,11 @@ class IpcEvent:
             raise RuntimeError(f"torch returned a {len(self.handle)}-byte event IPC handle; "
                                f"expected {IPC_HANDLE_BYTES}")
 
+    def record(self, stream: Any) -> None:
+        """Records the event on `stream` (a torch.cuda.Stream): complete once the work queued
+        on it so far is done."""
+        self.event.record(stream)
+
     def make_stream_wait(self, stream: Any) -> None:
         """Makes `stream` (a torch.cuda.Stream) wait on the GPU for the event's latest record."""
         stream.wait_event(self.event)

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Sequence
 import grpc
 
 from kvshuttle import blocksets
-from kvshuttle._stubs import HAS_CHANNEL, HAS_COMPLETION_EVENT, pb
+from kvshuttle._stubs import HAS_CHANNEL, HAS_COMPLETION_EVENT, HAS_START_EVENT, pb
 from kvshuttle.blocksets import BlockSet, KVCache
 from kvshuttle.errors import (DeadlineExceededError, KvshuttleError, UnavailableError,
                               error_for, from_rpc_error, status_code)
@@ -396,8 +396,9 @@ class Session:
         """Queues `jobs` as one batch (all or none) and returns their JobFuture.
 
         With `stream` (a torch.cuda.Stream on the jobs' GPU) the copies are ordered with it on
-        the GPU: the stream is synchronized first (the daemon starts from data your stream
-        wrote), every job records a CUDA IPC event after its copies, and once the daemon has
+        the GPU: a CUDA IPC event recorded on `stream` now is every job's start event (the
+        daemon starts them once your stream's work so far is done; nothing here waits for it),
+        every job records a CUDA IPC event after its copies, and once the daemon has
         launched them (`timeout` seconds at most) the stream waits for those events — later
         work on it runs after the copies, with no CPU wait for the copies themselves.
         `device_index` (optional): the jobs' GPU, which the stream must be on.
@@ -406,10 +407,11 @@ class Session:
         if not protos:
             return JobFuture(None, [], keepalive, on_final)
         events: list[Any] = []
+        start: list[Any] = []
         if stream is not None:
-            events = self._prepare_events(protos, stream, device_index)
+            events, start = self._prepare_events(protos, stream, device_index)
         job_ids, via_channel = self._submit(protos)
-        future = JobFuture(self.rpc, job_ids, [*keepalive, *events], on_final,
+        future = JobFuture(self.rpc, job_ids, [*keepalive, *events, *start], on_final,
                            self._state.take_completions if via_channel else None)
         if events:
             self._order_stream(future, events, stream, timeout)
@@ -444,18 +446,29 @@ class Session:
         return list(answer.job_ids), True
 
     def _prepare_events(self, protos: list[pb.Job], stream: Any,
-                        device_index: int | None) -> list[Any]:
+                        device_index: int | None) -> tuple[list[Any], list[Any]]:
+        """Completion events (one per job) and the batch's start event (recorded on `stream`;
+        none with stubs older than Job.start_event: `stream` is synchronized instead)."""
         if not HAS_COMPLETION_EVENT:
             raise RuntimeError("stream=: these kvshuttle stubs were generated from a proto "
                                "without Job.completion_event; rebuild the package from a "
                                "newer proto/")
         from kvshuttle import cuda
         cuda.check_stream(stream, device_index)
-        cuda.synchronize(stream)
+        start: list[Any] = []
+        if HAS_START_EVENT:
+            # The jobs start on the GPU once `stream` reaches this point: no CPU wait.
+            event = cuda.IpcEvent(stream.device.index)
+            event.record(stream)
+            for proto in protos:
+                proto.start_event.handle = event.handle
+            start.append(event)  # alive until the jobs are final (the daemon opens it late)
+        else:
+            cuda.synchronize(stream)
         events = [cuda.IpcEvent(stream.device.index) for _ in protos]
         for proto, event in zip(protos, events):
             proto.completion_event.handle = event.handle
-        return events
+        return events, start
 
     def _order_stream(self, future: JobFuture, events: list[Any], stream: Any,
                       timeout: float | None) -> None:

@@ -138,6 +138,52 @@ def test_offload_and_onboard_on_a_stream(torch, session) -> None:
         dst_cache.close()
 
 
+def test_offload_on_a_busy_stream_starts_after_it_without_a_cpu_sync(torch, kvs_cuda, session,
+                                                                      monkeypatch) -> None:
+    """stream= sends a start event instead of synchronizing: with the stream held by a
+    sleeping kernel and the cache written after it on the same stream, the submit must not
+    synchronize the stream (cuda.synchronize is made to fail) and the offload must still
+    convert the bytes written after the sleep (it would read the zeros if it started early)."""
+    nl, nb, nt, nh, hd = 4, 16, 16, 8, 128
+    stream = torch.cuda.Stream()
+    cache = [torch.zeros((2, nb, nt, nh, hd), dtype=torch.bfloat16, device="cuda")
+             for _ in range(nl)]
+    fresh = [random_tensor(torch, (2, nb, nt, nh, hd), torch.bfloat16, 70 + l)
+             for l in range(nl)]
+    torch.cuda.synchronize()
+    registered = session.register_vllm_cache(cache)
+    pool = session.create_pool(f"pytest-start-{uuid.uuid4().hex[:8]}",
+                               registered.layout.replace("universal"), nb)
+    back = [torch.zeros_like(t) for t in cache]
+    back_cache = session.register_vllm_cache(back)
+    torch.cuda.synchronize()
+
+    def no_sync(_stream: Any) -> None:
+        raise AssertionError("submit synchronized the stream instead of sending a start event")
+
+    monkeypatch.setattr(kvs_cuda, "synchronize", no_sync)
+    try:
+        ids = pool.allocate(nb)
+        blocks = list(range(nb))
+        with torch.cuda.stream(stream):
+            torch.cuda._sleep(200_000_000)  # about 0.1 s of GPU time before the write
+            for t, f in zip(cache, fresh):
+                t.copy_(f)
+        offload = session.offload(registered, blocks, pool, ids, stream=stream)
+        assert offload.result(60).ok
+        monkeypatch.undo()
+        onboarded = session.onboard(pool, ids, back_cache, blocks)
+        assert onboarded.result(60).ok
+        for b in range(nb):
+            got = cache_block(back, b, "NHD", True)
+            want = cache_block(fresh, b, "NHD", True)
+            assert bytes_equal(got, want), f"block {b}: {describe_difference(got, want)}"
+    finally:
+        pool.destroy()
+        registered.close()
+        back_cache.close()
+
+
 def test_stream_argument_is_checked(torch, session) -> None:
     cache = session.register_vllm_cache([torch.zeros((2, 4, 4, 2, 8), device="cuda",
                                                      dtype=torch.float16)])
