@@ -58,6 +58,8 @@ ABSL_FLAG(std::string, out, "", "JSON report path (empty: none)");
 ABSL_FLAG(std::string, commit, "unknown", "commit of the daemon and this build");
 ABSL_FLAG(bool, start_events, true,
           "with small256k: start-event isolation (a neighbour's stalled jobs) and latency");
+ABSL_FLAG(int, start_event_repeats, 0,
+          "start-event isolation: alone / beside-stalled measurements (0: 3, 1 with --quick)");
 ABSL_FLAG(double, case_seconds, 0.4, "measuring time per daemon case");
 ABSL_FLAG(std::string, shapes, "", "comma list of shapes (default: all, or llama70b with --quick)");
 ABSL_FLAG(std::string, paths, "channel,unary",
@@ -793,7 +795,9 @@ absl::Status Main() {
       ASSIGN_OR_RETURN(start_events_json,
                        MeasureStartEvents(target, *kit, clients,
                                           quick ? 0.25 : absl::GetFlag(FLAGS_case_seconds),
-                                          quick ? 1 : 3));
+                                          absl::GetFlag(FLAGS_start_event_repeats) > 0
+                                              ? absl::GetFlag(FLAGS_start_event_repeats)
+                                              : (quick ? 1 : 3)));
     }
     for (auto& c : clients) {
       for (const std::string& pool : c->pool) {
