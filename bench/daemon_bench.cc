@@ -498,7 +498,9 @@ absl::StatusOr<std::string> IpcEventHandle(cudaEvent_t* event) {
 //     (median over repeats) is the "stalled session" target (≤ 1.10);
 //   latency: one job with an event that is already complete, against the same job without
 //     one; and one whose event completes (gate opened) right after its submit, from the gate's
-//     opening to the client having the completion.
+//     opening to the client having the completion — gated by a host function, and (where the
+//     driver has it) by cuStreamWaitValue32 on a mapped host word, whose release the GPU sees
+//     within microseconds.
 absl::StatusOr<std::string> MeasureStartEvents(const std::string& target, const ShapeKit& kit,
                                                std::vector<std::unique_ptr<ClientKit>>& clients,
                                                double seconds, int repeats) {
@@ -562,13 +564,28 @@ absl::StatusOr<std::string> MeasureStartEvents(const std::string& target, const 
   // Latency of one job: no event, an event already complete, an event completing right after
   // the submit (gate opened once the submit is answered).
   Session& session = *clients[0]->session;
-  std::vector<double> none, complete, pending, event_us;
+  std::vector<double> none, complete, pending, event_us, pending_dev, event_dev_us;
+  // A gate on the GPU itself (cuStreamWaitValue32 on a mapped host word, released by a host
+  // store): the event completes within microseconds of the release, unlike a host function's.
+  using WaitValue32 = int (*)(cudaStream_t, unsigned long long, unsigned int, unsigned int);
+  void* wait_value_fn = nullptr;
+  cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
+  if (cudaGetDriverEntryPointByVersion("cuStreamWaitValue32", &wait_value_fn, 12000,
+                                       cudaEnableDefault, &found) != cudaSuccess ||
+      found != cudaDriverEntryPointSuccess) {
+    wait_value_fn = nullptr;
+  }
+  ASSIGN_OR_RETURN(PinnedBuffer gate_word, PinnedBuffer::Create(64));
+  auto* word = static_cast<volatile uint32_t*>(gate_word.data());
+  *word = 0;
+  uint32_t gate_value = 0;
+  const int modes = wait_value_fn != nullptr ? 4 : 3;
   const absl::Time end = absl::Now() + absl::Seconds(seconds * 2);
   cudaEvent_t done_event = events[kStalledJobs], pending_event = events[kStalledJobs + 1];
   CUDA_RETURN_IF_ERROR(cudaEventRecord(done_event, stream));
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
   for (int64_t k = 0; absl::Now() < end; ++k) {
-    for (int mode = 0; mode < 3; ++mode) {
+    for (int mode = 0; mode < modes; ++mode) {
       v1::SubmitBatchRequest batch;
       v1::Job* job = batch.add_jobs();
       *job = MakeJob(*clients[0], 0, true, 1, k);
@@ -579,9 +596,25 @@ absl::StatusOr<std::string> MeasureStartEvents(const std::string& target, const 
         CUDA_RETURN_IF_ERROR(cudaEventRecord(pending_event, stream));
         job->mutable_start_event()->set_handle(handles[kStalledJobs + 1]);
       }
+      if (mode == 3) {
+        ++gate_value;
+        const int error = reinterpret_cast<WaitValue32>(wait_value_fn)(
+            stream, reinterpret_cast<unsigned long long>(gate_word.data()), gate_value,
+            0 /* CU_STREAM_WAIT_VALUE_GEQ */);
+        if (error != 0) return absl::InternalError(absl::StrCat("cuStreamWaitValue32: ", error));
+        CUDA_RETURN_IF_ERROR(cudaEventRecord(pending_event, stream));
+        job->mutable_start_event()->set_handle(handles[kStalledJobs + 1]);
+      }
       const absl::Time t0 = absl::Now();
       ASSIGN_OR_RETURN(v1::SubmitBatchResponse submitted, session.SubmitBatch(batch));
       absl::Time from = t0;
+      if (mode == 3) {
+        from = absl::Now();
+        *word = gate_value;
+        while (cudaEventQuery(pending_event) == cudaErrorNotReady) {
+        }
+        event_dev_us.push_back(absl::ToDoubleMicroseconds(absl::Now() - from));
+      }
       if (gate) {
         from = absl::Now();
         gate->Release();
@@ -596,8 +629,8 @@ absl::StatusOr<std::string> MeasureStartEvents(const std::string& target, const 
       if (jr.state() != v1::JOB_DONE) {
         return absl::InternalError(absl::StrCat("start-event latency job: ", jr.DebugString()));
       }
-      (mode == 0 ? none : mode == 1 ? complete : pending).push_back(us);
-      if (gate) CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+      (mode == 0 ? none : mode == 1 ? complete : mode == 2 ? pending : pending_dev).push_back(us);
+      if (mode >= 2) CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
     }
   }
   for (cudaEvent_t e : events) cudaEventDestroy(e);
@@ -610,7 +643,7 @@ absl::StatusOr<std::string> MeasureStartEvents(const std::string& target, const 
   std::vector<double> ratios;
   for (size_t i = 0; i < alone_p99.size(); ++i) ratios.push_back(stalled_p99[i] / alone_p99[i]);
   const Stats n = Summarize(none), c = Summarize(complete), p = Summarize(pending),
-              e = Summarize(event_us);
+              e = Summarize(event_us), pd = Summarize(pending_dev), ed = Summarize(event_dev_us);
   std::printf("start events (small256k, device pool): %d clients x 1 in flight, p99 %.1f µs "
               "alone, %.1f µs beside %d stalled jobs (ratio %.3f, median of %d; target <= "
               "1.10); one job: p50 %.1f µs without an event, %.1f µs with a complete one, "
@@ -618,16 +651,20 @@ absl::StatusOr<std::string> MeasureStartEvents(const std::string& target, const 
               "completes, seen in this process)\n",
               nclients, median(alone_p99), median(stalled_p99), kStalledJobs, median(ratios),
               repeats, n.p50, c.p50, p.p50, e.p50);
+  std::printf("  with a GPU-side gate (cuStreamWaitValue32%s): %.1f µs from its release to the "
+              "completion, of which %.1f µs until the event completes\n",
+              wait_value_fn != nullptr ? "" : ": not available", pd.p50, ed.p50);
   return absl::StrFormat(
       "{\"shape\":\"%s\",\"clients\":%d,\"stalled_jobs\":%d,\"repeats\":%d,"
       "\"alone_p99_us\":[%s],\"stalled_p99_us\":[%s],\"alone_p50_us\":[%s],"
       "\"stalled_p50_us\":[%s],\"p99_ratio_median\":%.4f,\"one_job_no_event_us\":%s,"
       "\"one_job_complete_event_us\":%s,\"gate_open_to_done_us\":%s,"
-      "\"gate_open_to_event_complete_us\":%s}",
+      "\"gate_open_to_event_complete_us\":%s,\"device_gate_open_to_done_us\":%s,"
+      "\"device_gate_open_to_event_complete_us\":%s}",
       kit.shape.name, nclients, kStalledJobs, repeats, absl::StrJoin(alone_p99, ","),
       absl::StrJoin(stalled_p99, ","), absl::StrJoin(alone_p50, ","),
       absl::StrJoin(stalled_p50, ","), median(ratios), StatsJson(n), StatsJson(c),
-      StatsJson(p), StatsJson(e));
+      StatsJson(p), StatsJson(e), StatsJson(pd), StatsJson(ed));
 }
 
 struct CaseSpec {

@@ -10,11 +10,12 @@
 // cudaStreamWaitEvent. Work queued on a stream cannot be withdrawn, so a GPU-side wait on an
 // event that never completes would either stall every later job on the stream or, on a
 // stream of its own, leave a copy that could still run after the job was reported
-// DEADLINE_EXCEEDED and its memory released. The launch thread instead looks at parked
-// events between batches (cudaEventQuery: every kStartPollFast while a job was parked within
-// kStartFastFor, every kStartPollSlow after) and launches a job on the stream as soon as its
-// event is complete; at its deadline, on cancel or at a drain past its deadline it ends
-// having touched nothing.
+// DEADLINE_EXCEEDED and its memory released. Instead a third thread, the start watcher, looks
+// at parked events (cudaEventQuery: every kStartPollFast while a job was parked within
+// kStartFastFor, every kStartPollSlow after) and hands a job whose event completed back to
+// the queue, first in its session's FIFO; at its deadline, on cancel or at a drain past its
+// deadline it ends having touched nothing. The launch thread never queries parked events, so
+// however many jobs wait, the other jobs' launches do not wait for those queries.
 #include <sys/prctl.h>
 
 #include <algorithm>
@@ -49,12 +50,11 @@ namespace {
 constexpr int kMaxBatch = 64;
 constexpr size_t kMaxInFlight = 64;
 
-// Parked jobs (start events): how often the launch thread looks at them, how many one look
-// queries, and how many may wait per worker and per session.
+// Parked jobs (start events): how often the start watcher looks at them, and how many may wait
+// per worker and per session.
 constexpr absl::Duration kStartPollFast = absl::Microseconds(10);
 constexpr absl::Duration kStartFastFor = absl::Milliseconds(20);
 constexpr absl::Duration kStartPollSlow = absl::Microseconds(500);
-constexpr size_t kStartQueriesPerRound = 64;
 constexpr size_t kMaxParked = 1024;
 constexpr size_t kMaxParkedPerSession = 256;
 
@@ -176,9 +176,8 @@ class GpuWorker : public QueuedExecutor {
   void Loop() {
     const cudaError_t set = cudaSetDevice(ordinal_);
     if (set != cudaSuccess) MarkSticky(set, "cudaSetDevice in the worker thread");
-    // Short waits (parked jobs' polls) end close to their time, not 50 µs late.
-    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
     std::thread completer([this] { CompleteLoop(); });
+    std::thread watcher([this] { WatchLoop(); });
     // Long jobs partly launched (this thread only, never back in the shared queue: their
     // memory must stay held until their last slice is on the stream). One slice of each, then
     // whatever others queued meanwhile, in turn.
@@ -187,29 +186,34 @@ class GpuWorker : public QueuedExecutor {
       std::vector<std::unique_ptr<JobTask>> batch;
       if (!resume.empty()) {
         batch = queue_.TryPopBatch(kMaxBatch);
-      } else if (!parked_.empty()) {
-        const absl::Duration poll = absl::Now() - last_parked_ < kStartFastFor
-                                        ? kStartPollFast
-                                        : kStartPollSlow;
-        batch = queue_.PopBatchFor(kMaxBatch, poll);
-        if (batch.empty() && queue_.closed()) absl::SleepFor(poll);  // draining: only parked
       } else {
         batch = queue_.PopBatch(kMaxBatch);
       }
-      if (batch.empty() && resume.empty() && parked_.empty()) break;  // closed and drained
+      if (batch.empty() && resume.empty()) {
+        // Closed and drained, unless jobs still wait for their start events: the watcher puts
+        // them back into the queue (before it stops counting them) or ends them.
+        if (ParkedCount() == 0 && queue_.size() == 0) break;
+        absl::SleepFor(absl::Microseconds(100));
+        continue;
+      }
       for (std::unique_ptr<JobTask>& task : batch) Step(std::move(task), resume);
       for (size_t n = resume.size(); n > 0; --n) {
         std::unique_ptr<JobTask> task = std::move(resume.front());
         resume.pop_front();
         Step(std::move(task), resume);
       }
-      if (!parked_.empty()) PollParked(resume);
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
       launcher_done_ = true;
     }
     launched_.notify_one();
+    {
+      std::lock_guard<std::mutex> lock(park_mu_);
+      watcher_stop_ = true;
+    }
+    park_cv_.notify_one();
+    watcher.join();
     completer.join();
     {
       std::lock_guard<std::mutex> lock(exit_mutex_);
@@ -354,24 +358,29 @@ class GpuWorker : public QueuedExecutor {
     JobOutcome failed;
     failed.queued = now - task->submitted;
     const std::string job = absl::StrCat("job ", task->job_id, ": ");
+    std::unique_lock<std::mutex> lock(park_mu_);
     size_t& of_session = parked_per_session_[task->session];
     if (!event.ok()) {
       failed.status =
           absl::Status(event.status().code(), absl::StrCat(job, event.status().message()));
     } else if (state != cudaErrorNotReady) {
       failed.status = StartQueryError(*task, state);
-    } else if (parked_.size() >= kMaxParked || of_session >= kMaxParkedPerSession) {
+    } else if (parked_total_ >= kMaxParked || of_session >= kMaxParkedPerSession) {
       failed.status = absl::ResourceExhaustedError(absl::StrCat(
           job, "its start event is not complete and ", of_session, " jobs of this session (",
-          parked_.size(), " in all) already wait for theirs on ", name_, "; at most ",
+          parked_total_, " in all) already wait for theirs on ", name_, "; at most ",
           kMaxParkedPerSession, " per session, ", kMaxParked, " in all"));
     } else {
       ++of_session;
+      ++parked_total_;
       last_parked_ = now;
       parked_.push_back(Parked{std::move(task), *std::move(event)});
+      lock.unlock();
+      park_cv_.notify_one();
       return true;
     }
     if (of_session == 0) parked_per_session_.erase(task->session);
+    lock.unlock();
     Finish(std::move(task), failed);
     return true;
   }
@@ -384,43 +393,93 @@ class GpuWorker : public QueuedExecutor {
         " (", cudaGetErrorString(error), ")"));
   }
 
-  // One look at up to kStartQueriesPerRound parked tasks, oldest first: those whose event
-  // completed launch; those cancelled, past their deadline, of a drain past its deadline or
-  // whose event fails complete having run nothing; the rest wait on (at the back).
-  void PollParked(std::deque<std::unique_ptr<JobTask>>& resume) {
-    const absl::Time now = absl::Now();
-    for (size_t n = std::min(parked_.size(), kStartQueriesPerRound); n > 0; --n) {
-      Parked p = std::move(parked_.front());
-      parked_.pop_front();
-      JobTask& task = *p.task;
-      const cudaError_t state = p.event.Query();
-      JobOutcome ended;
-      ended.queued = now - task.submitted;
-      if (state == cudaSuccess && !aborting()) {
-        ended.status = absl::OkStatus();
-      } else if (state != cudaSuccess && state != cudaErrorNotReady) {
-        ended.status = StartQueryError(task, state);
-      } else if (aborting()) {
-        ended.status = absl::CancelledError(absl::StrCat(
-            "job ", task.job_id, ": cancelled while waiting for its start event, the daemon "
-            "is shutting down (drain timeout)"));
-      } else if (task.cancelled != nullptr && task.cancelled->cancelled()) {
-        ended.status = absl::CancelledError(
-            absl::StrCat("job ", task.job_id, ": cancelled while waiting for its start event"));
-      } else if (now > task.deadline) {
-        ended.status = absl::DeadlineExceededError(absl::StrCat(
-            "job ", task.job_id, ": its start event was not complete by the job's deadline (",
-            absl::FormatDuration(now - task.submitted), " after submit); nothing was copied"));
-      } else {
-        parked_.push_back(std::move(p));
-        continue;
+  // Jobs parked or being looked at by the watcher.
+  size_t ParkedCount() {
+    std::lock_guard<std::mutex> lock(park_mu_);
+    return parked_total_;
+  }
+
+  // The start watcher: while jobs are parked, looks at each in turn — a job whose event
+  // completed goes back to the queue, first in its session's FIFO (the launch thread then
+  // launches it like any other); a job cancelled, past its deadline, of a drain past its
+  // deadline or whose event query fails completes having run nothing; the rest wait on.
+  void WatchLoop() {
+    const cudaError_t set = cudaSetDevice(ordinal_);
+    if (set != cudaSuccess) MarkSticky(set, "cudaSetDevice in the start watcher");
+    // Its short sleeps end close to their time, not 50 µs late.
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    std::unique_lock<std::mutex> lock(park_mu_);
+    while (true) {
+      park_cv_.wait(lock, [this] { return watcher_stop_ || !parked_.empty(); });
+      if (parked_.empty()) return;  // stopping, and nothing waits
+      // One look at every parked job, the lock released for the CUDA calls and completions.
+      std::deque<Parked> looking;
+      looking.swap(parked_);
+      lock.unlock();
+      const absl::Time now = absl::Now();
+      std::deque<Parked> still;
+      std::vector<uint64_t> left;  // sessions of the jobs that left
+      for (Parked& p : looking) {
+        JobTask& task = *p.task;
+        const cudaError_t state = p.event.Query();
+        JobOutcome ended;
+        ended.queued = now - task.submitted;
+        if (state == cudaSuccess && !aborting()) {
+          ended.status = absl::OkStatus();
+        } else if (state != cudaSuccess && state != cudaErrorNotReady) {
+          ended.status = StartQueryError(task, state);
+        } else if (aborting()) {
+          ended.status = absl::CancelledError(absl::StrCat(
+              "job ", task.job_id, ": cancelled while waiting for its start event, the daemon "
+              "is shutting down (drain timeout)"));
+        } else if (task.cancelled != nullptr && task.cancelled->cancelled()) {
+          ended.status = absl::CancelledError(
+              absl::StrCat("job ", task.job_id, ": cancelled while waiting for its start event"));
+        } else if (now > task.deadline) {
+          ended.status = absl::DeadlineExceededError(absl::StrCat(
+              "job ", task.job_id, ": its start event was not complete by the job's deadline (",
+              absl::FormatDuration(now - task.submitted), " after submit); nothing was copied"));
+        } else {
+          still.push_back(std::move(p));
+          continue;
+        }
+        left.push_back(task.session);
+        if (ended.status.ok()) {
+          p.task->start_event.clear();
+          queue_.PushFront(std::move(p.task));  // never refused: the task was admitted
+        } else {
+          Finish(std::move(p.task), ended);
+        }
       }
-      if (--parked_per_session_[task.session] == 0) parked_per_session_.erase(task.session);
-      if (ended.status.ok()) {
-        p.task->start_event.clear();
-        Step(std::move(p.task), resume);
-      } else {
-        Finish(std::move(p.task), ended);
+      lock.lock();
+      for (uint64_t session : left) {
+        if (--parked_per_session_[session] == 0) parked_per_session_.erase(session);
+      }
+      parked_total_ -= left.size();
+      // Jobs parked meanwhile stay behind the ones looked at (oldest first).
+      for (Parked& p : parked_) still.push_back(std::move(p));
+      parked_.swap(still);
+      if (parked_.empty()) continue;
+      const absl::Duration poll =
+          absl::Now() - last_parked_ < kStartFastFor ? kStartPollFast : kStartPollSlow;
+      park_cv_.wait_for(lock, absl::ToChronoNanoseconds(poll), [this] { return watcher_stop_; });
+      if (watcher_stop_) {
+        // Stopping with jobs parked only happens when the launch thread gave up on them
+        // (never: it waits for ParkedCount() == 0); end them rather than leak them.
+        std::deque<Parked> rest;
+        rest.swap(parked_);
+        parked_per_session_.clear();
+        parked_total_ = 0;
+        lock.unlock();
+        for (Parked& p : rest) {
+          JobOutcome ended;
+          ended.queued = absl::Now() - p.task->submitted;
+          ended.status = absl::CancelledError(absl::StrCat(
+              "job ", p.task->job_id, ": cancelled while waiting for its start event (worker "
+              "stopped)"));
+          Finish(std::move(p.task), ended);
+        }
+        return;
       }
     }
   }
@@ -520,8 +579,13 @@ class GpuWorker : public QueuedExecutor {
   bool launcher_done_ = false;
   std::vector<cudaEvent_t> free_events_;
   absl::Status sticky_;
-  // Launch thread only: jobs waiting for their start events, oldest look first.
+  // Jobs waiting for their start events (SetAside on the launch thread adds, the start watcher
+  // looks and removes), oldest first.
+  std::mutex park_mu_;
+  std::condition_variable park_cv_;  // a job was parked, or the watcher should stop
+  bool watcher_stop_ = false;
   std::deque<Parked> parked_;
+  size_t parked_total_ = 0;  // parked_ and the jobs the watcher is looking at
   std::map<uint64_t, size_t> parked_per_session_;  // session serial → parked jobs
   absl::Time last_parked_ = absl::InfinitePast();
 };

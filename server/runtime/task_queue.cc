@@ -88,13 +88,6 @@ std::vector<std::unique_ptr<JobTask>> TaskQueue::TryPopBatch(int max) {
   return PopLocked(max);
 }
 
-std::vector<std::unique_ptr<JobTask>> TaskQueue::PopBatchFor(int max, absl::Duration timeout) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  not_empty_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                      [this] { return closed_ || size_ > 0; });
-  return PopLocked(max);
-}
-
 bool TaskQueue::OthersWaiting(uint64_t session) const {
   std::lock_guard<std::mutex> lock(mutex_);
   for (uint64_t s : order_) {

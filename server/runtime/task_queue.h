@@ -50,8 +50,6 @@ class TaskQueue {
   std::vector<std::unique_ptr<JobTask>> PopBatch(int max);
   // Like PopBatch but returns at once (maybe empty).
   std::vector<std::unique_ptr<JobTask>> TryPopBatch(int max);
-  // Like PopBatch but waits at most `timeout` (maybe empty; at once once closed).
-  std::vector<std::unique_ptr<JobTask>> PopBatchFor(int max, absl::Duration timeout);
 
   // True when a session other than `session` has queued tasks.
   bool OthersWaiting(uint64_t session) const;
