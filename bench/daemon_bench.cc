@@ -44,6 +44,7 @@
 #include "absl/time/clock.h"
 #include "client/client.h"
 #include "client/cuda_memory.h"
+#include "client/stream_gate.h"
 #include "core/layout.h"
 #include "core/plan.h"
 #include "core/status_macros.h"
@@ -451,38 +452,6 @@ std::string StatsJson(const Stats& s) {
   return absl::StrFormat("{\"p50\":%.2f,\"p99\":%.2f,\"mean\":%.2f}", s.p50, s.p99, s.mean);
 }
 
-// A stream held by a host function until Release() (start-event cases): an event recorded
-// behind it stays incomplete until then. The state outlives the gate (the function holds it).
-class StreamGate {
- public:
-  explicit StreamGate(cudaStream_t stream) : state_(std::make_shared<State>()) {
-    auto* held = new std::shared_ptr<State>(state_);
-    if (cudaLaunchHostFunc(stream, &Hold, held) != cudaSuccess) delete held;
-  }
-  ~StreamGate() { Release(); }
-  void Release() {
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      state_->open = true;
-    }
-    state_->cv.notify_all();
-  }
-
- private:
-  struct State {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool open = false;
-  };
-  static void CUDART_CB Hold(void* arg) {
-    std::unique_ptr<std::shared_ptr<State>> held(static_cast<std::shared_ptr<State>*>(arg));
-    State& state = **held;
-    std::unique_lock<std::mutex> lock(state.mu);
-    state.cv.wait(lock, [&state] { return state.open; });
-  }
-  std::shared_ptr<State> state_;
-};
-
 absl::StatusOr<std::string> IpcEventHandle(cudaEvent_t* event) {
   CUDA_RETURN_IF_ERROR(
       cudaEventCreateWithFlags(event, cudaEventInterprocess | cudaEventDisableTiming));
@@ -520,6 +489,7 @@ absl::StatusOr<std::string> MeasureStartEvents(const std::string& target, const 
     const DaemonResult alone = MeasureDaemon(clients, nclients, 0, true, 1, 1, seconds,
                                              kit.block_bytes, true);
     auto gate = std::make_unique<StreamGate>(stream);
+    if (!gate->ok()) return absl::InternalError("cudaLaunchHostFunc failed");
     for (int j = 0; j < kStalledJobs; ++j) {
       CUDA_RETURN_IF_ERROR(cudaEventRecord(events[j], stream));
     }
@@ -593,6 +563,7 @@ absl::StatusOr<std::string> MeasureStartEvents(const std::string& target, const 
       if (mode == 1) job->mutable_start_event()->set_handle(handles[kStalledJobs]);
       if (mode == 2) {
         gate = std::make_unique<StreamGate>(stream);
+        if (!gate->ok()) return absl::InternalError("cudaLaunchHostFunc failed");
         CUDA_RETURN_IF_ERROR(cudaEventRecord(pending_event, stream));
         job->mutable_start_event()->set_handle(handles[kStalledJobs + 1]);
       }

@@ -96,6 +96,16 @@ absl::StatusOr<JobSide> ResolveEndpoint(const EndpointLookup& lookup,
   }
 }
 
+TransferSpec JobSpec(const v1::Job& job, const LayoutDesc& src, const LayoutDesc& dst) {
+  TransferSpec spec;
+  spec.src = src;
+  spec.dst = dst;
+  spec.heads = AxisRangeFromProto(job.heads());
+  spec.layers = AxisRangeFromProto(job.layers());
+  spec.token_count = job.token_count();
+  return spec;
+}
+
 absl::StatusOr<PlannedJob> PlanJob(const v1::Job& job, const std::string& field,
                                    const EndpointLookup& lookup, const Limits& limits,
                                    const PlanCharger& charge) {
@@ -114,12 +124,7 @@ absl::StatusOr<PlannedJob> PlanJob(const v1::Job& job, const std::string& field,
                                field + ".completion_event", device));
   ASSIGN_OR_RETURN(std::string start_event, EventHandle(job.has_start_event(), job.start_event(),
                                                         field + ".start_event", device));
-  TransferSpec spec;
-  spec.src = src->layout;
-  spec.dst = dst->layout;
-  spec.heads = AxisRangeFromProto(job.heads());
-  spec.layers = AxisRangeFromProto(job.layers());
-  spec.token_count = job.token_count();
+  const TransferSpec spec = JobSpec(job, src->layout, dst->layout);
   // The plan's memory is charged before it is built, and held until the job ends. Two strided
   // sides plan in O(pairs + steps); anything else takes the explicit tables.
   const bool strided = src->strided.has_value() && dst->strided.has_value();

@@ -68,6 +68,9 @@ struct PlannedJob {
   std::string start_event;       // 64-byte cudaIpcEventHandle_t, or empty
 };
 
+// The transfer `job` asks for between sides of layouts `src` and `dst` (unresolved).
+TransferSpec JobSpec(const v1::Job& job, const LayoutDesc& src, const LayoutDesc& dst);
+
 // Validates and plans `job` (`field` names it in errors: "jobs[3]"). Errors, nothing taken:
 // RESOURCE_EXHAUSTED over max_pairs_per_job or the metadata budget; the endpoints' lookup
 // errors; INVALID_ARGUMENT for a bad backend, range, pair or event handle; FAILED_PRECONDITION

@@ -298,12 +298,7 @@ void RunJob(Fixture& fx, const v1::Job& job) {
   if (!dst.ok()) return CheckRequestError(dst.status(), "dst endpoint");
   absl::StatusOr<Backend> backend = BackendFromProto(job.backend(), "jobs[0].backend");
   if (!backend.ok()) return CheckRequestError(backend.status(), "backend");
-  TransferSpec spec;
-  spec.src = src->layout;
-  spec.dst = dst->layout;
-  spec.heads = AxisRangeFromProto(job.heads());
-  spec.layers = AxisRangeFromProto(job.layers());
-  spec.token_count = job.token_count();
+  const TransferSpec spec = JobSpec(job, src->layout, dst->layout);
   std::vector<BlockPair> pairs;
   pairs.reserve(job.pairs_size());
   for (const v1::BlockPair& p : job.pairs()) pairs.push_back(BlockPairFromProto(p));

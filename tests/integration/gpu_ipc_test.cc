@@ -22,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/cuda_memory.h"
+#include "client/stream_gate.h"
 #include "core/status_macros.h"
 #include "core/reference.h"
 #include "proto/proto_convert.h"
@@ -473,45 +474,6 @@ TEST_F(GpuIpcTest, CompletionEventOrdersAClientStreamAfterTheCopy) {
   cudaEventDestroy(event);
 }
 
-// A client stream held by a host function until Release(): work queued behind the gate (and
-// an event recorded after it) does not complete before then. The state outlives the gate
-// object (the host function holds it), so an early test failure cannot free it under the
-// function.
-class StreamGate {
- public:
-  explicit StreamGate(cudaStream_t stream) : state_(std::make_shared<State>()) {
-    auto* held = new std::shared_ptr<State>(state_);
-    if (cudaLaunchHostFunc(stream, &Hold, held) != cudaSuccess) {
-      delete held;
-      ADD_FAILURE() << "cudaLaunchHostFunc failed";
-    }
-  }
-  ~StreamGate() { Release(); }
-  StreamGate(const StreamGate&) = delete;
-  StreamGate& operator=(const StreamGate&) = delete;
-  void Release() {
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      state_->open = true;
-    }
-    state_->cv.notify_all();
-  }
-
- private:
-  struct State {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool open = false;
-  };
-  static void CUDART_CB Hold(void* arg) {
-    std::unique_ptr<std::shared_ptr<State>> held(static_cast<std::shared_ptr<State>*>(arg));
-    State& state = **held;
-    std::unique_lock<std::mutex> lock(state.mu);
-    state.cv.wait(lock, [&state] { return state.open; });
-  }
-  std::shared_ptr<State> state_;
-};
-
 // An interprocess event of this process and its 64-byte handle.
 struct IpcEvent {
   IpcEvent() {
@@ -621,6 +583,7 @@ TEST_F(GpuIpcTest, StartEventHoldsAJobUntilTheClientStreamReachesIt) {
   // The gated write and its event, then the job: submitted with no synchronization at all.
   IpcEvent written;
   auto gate = std::make_unique<StreamGate>(stream);
+  ASSERT_TRUE(gate->ok()) << "cudaLaunchHostFunc failed";
   ASSERT_EQ(cudaMemcpyAsync(static_cast<uint8_t*>(memory->data()), fresh_pinned.data(), side,
                             cudaMemcpyHostToDevice, stream),
             cudaSuccess);
@@ -643,6 +606,7 @@ TEST_F(GpuIpcTest, StartEventHoldsAJobUntilTheClientStreamReachesIt) {
   cudaStream_t late = nullptr;
   ASSERT_EQ(cudaStreamCreateWithFlags(&late, cudaStreamNonBlocking), cudaSuccess);
   auto late_gate = std::make_unique<StreamGate>(late);
+  ASSERT_TRUE(late_gate->ok()) << "cudaLaunchHostFunc failed";
   ASSERT_EQ(cudaEventRecord(cancel_event.event, late), cudaSuccess);
   ASSERT_EQ(cudaEventRecord(deadline_event.event, late), cudaSuccess);
   KVS_ASSERT_OK_AND_ASSIGN(const uint64_t doomed,
